@@ -1,0 +1,109 @@
+"""Scope: what part of the city and which departments a user may see.
+
+Every read in ``core`` takes the acting user's scope and applies it in SQL; nothing is
+filtered only in the UI. A jurisdiction subtree is a prefix of the materialised ``path``.
+
+>>> scope = scope_for(store, user)                                # doctest: +SKIP
+>>> where, params = scope.jurisdiction_filter("i.jurisdiction_code")  # doctest: +SKIP
+>>> store.query(f"SELECT count(*) FROM incidents i WHERE {where}", params)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from core.roles import Role
+from core.store import Store
+from core.users import User
+
+__all__ = ["Scope", "ScopeError", "scope_for"]
+
+_IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+class ScopeError(PermissionError):
+    """The user has no usable scope (e.g. bound to a jurisdiction that no longer exists)."""
+
+
+@dataclass(frozen=True)
+class Scope:
+    """The jurisdiction subtree and departments a user may see.
+
+    ``departments`` is None when the user sees every department's work.
+    """
+
+    username: str
+    role: Role
+    root_code: str
+    root_path: str
+    root_level: str
+    departments: frozenset[str] | None
+    business_data: bool
+
+    def jurisdiction_filter(self, column: str = "jurisdiction_code") -> tuple[str, list]:
+        """SQL condition (and its parameters) keeping rows whose jurisdiction is in scope."""
+        _check_identifier(column)
+        return (
+            f"{column} IN (SELECT code FROM jurisdictions WHERE starts_with(path, ?))",
+            [self.root_path],
+        )
+
+    def department_filter(self, column: str = "department_code") -> tuple[str, list]:
+        """SQL condition keeping rows of departments in scope (always true when unbound)."""
+        _check_identifier(column)
+        if self.departments is None:
+            return "TRUE", []
+        if not self.departments:
+            return "FALSE", []
+        return f"{column} IN (SELECT unnest(?::VARCHAR[]))", [sorted(self.departments)]
+
+    def data_filter(
+        self, jurisdiction_column: str = "jurisdiction_code", department_column: str | None = None
+    ) -> tuple[str, list]:
+        """Both filters for business data; nothing at all for platform roles."""
+        if not self.business_data:
+            return "FALSE", []
+        where, params = self.jurisdiction_filter(jurisdiction_column)
+        if department_column is not None:
+            dwhere, dparams = self.department_filter(department_column)
+            where, params = f"({where}) AND ({dwhere})", params + dparams
+        return where, params
+
+    def contains(self, store: Store, jurisdiction_code: str) -> bool:
+        """Is this jurisdiction inside the user's subtree?"""
+        row = store.query_one(
+            "SELECT starts_with(path, ?) FROM jurisdictions WHERE code = ?",
+            [self.root_path, jurisdiction_code],
+        )
+        return bool(row and row[0])
+
+
+def _check_identifier(column: str) -> None:
+    if not _IDENTIFIER.match(column):
+        raise ValueError(f"not a column name: {column!r}")
+
+
+def scope_for(store: Store, user: User) -> Scope:
+    """The scope of a user, from their jurisdiction and department bindings."""
+    code = user.jurisdiction_code
+    if code is None and user.department_code is not None:
+        row = store.query_one(
+            "SELECT jurisdiction_code FROM departments WHERE code = ?", [user.department_code]
+        )
+        code = row[0] if row else None
+    row = store.query_one("SELECT path, level FROM jurisdictions WHERE code = ?", [code])
+    if row is None:
+        raise ScopeError(f"user {user.username!r} is bound to unknown jurisdiction {code!r}")
+    departments = None
+    if user.role.department_bound or user.role is Role.SOCIAL_ORG:
+        departments = frozenset({user.department_code} if user.department_code else ())
+    return Scope(
+        username=user.username,
+        role=user.role,
+        root_code=code,
+        root_path=row[0],
+        root_level=row[1],
+        departments=departments,
+        business_data=user.role.sees_business_data,
+    )
