@@ -1,0 +1,90 @@
+"""The scheduler in the serving process and the live simulator it runs."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from core.settings import Settings, load_settings
+from core.store import Store
+from pipelines import simulator
+from pipelines.demo import build_demo_city
+from pipelines.scheduler import JOB_DEFAULTS, JOBS, start_scheduler
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory) -> tuple[Store, Settings]:
+    settings = load_settings(data_dir=tmp_path_factory.mktemp("live"), demo_districts=2,
+                             demo_streets=3, demo_communities=6, demo_sensors=60, demo_days=1,
+                             demo_incidents=20)
+    store = Store.open(settings.database_path)
+    build_demo_city(store, settings, progress=False)
+    yield store, settings
+    store.close()
+
+
+def _newest(store: Store):
+    return store.query_one("SELECT max(ts) FROM readings")[0]
+
+
+def test_a_tick_adds_one_reading_per_online_sensor(live) -> None:
+    store, settings = live
+    newest = _newest(store)
+    last = dict(store.query("SELECT sensor_id, max(ts) FROM readings GROUP BY 1"))
+    online = {sid for sid, ts in last.items() if ts >= newest - simulator.OFFLINE_AFTER}
+    assert 0 < len(online) < len(last)              # the demo has a sensor that went silent
+    now = newest + timedelta(seconds=1)
+    written = simulator.tick(store, settings, now=now)
+    assert written == len(online)
+    rows = store.query("SELECT sensor_id, count(*) FROM readings WHERE ts = ? GROUP BY 1", [now])
+    assert {sid for sid, _ in rows} == online and {n for _, n in rows} == {1}
+    assert simulator.tick(store, settings, now=now) == 0      # never two readings at one time
+    # the live value carries on the sensor's pattern: no jump from its last history reading
+    jumps = dict(store.query("""
+        SELECT s.kind, max(abs(n.value - p.value)) FROM readings n
+        JOIN readings p ON p.sensor_id = n.sensor_id AND p.ts = ?
+        JOIN sensors s ON s.id = n.sensor_id
+        WHERE n.ts = ? GROUP BY 1""", [newest, now]))
+    limits = {"water_level": 0.15, "noise": 8.0, "manhole_tilt": 2.0, "pm25": 25.0}
+    assert set(limits) <= set(jumps), jumps
+    assert all(jumps[kind] < limit for kind, limit in limits.items()), jumps
+
+
+def test_the_simulator_leaves_a_real_city_alone(tiny_city: Store) -> None:
+    before = tiny_city.query_one("SELECT count(*) FROM readings")[0]
+    assert simulator.tick(tiny_city, load_settings()) == 0
+    assert tiny_city.query_one("SELECT count(*) FROM readings")[0] == before
+
+
+def test_scheduler_feeds_readings_until_shut_down(live) -> None:
+    store, settings = live
+    assert JOBS[0].id == "simulator" and JOBS[0].seconds == simulator.SIMULATOR_SECONDS
+    before = store.query_one("SELECT count(*) FROM readings")[0]
+    start = _newest(store)
+    scheduler = start_scheduler(store, settings, jobs=[replace(JOBS[0], seconds=0.3)])
+    try:
+        job = scheduler.get_job("simulator")
+        assert (job.coalesce, job.max_instances, job.misfire_grace_time) == (
+            JOB_DEFAULTS["coalesce"], JOB_DEFAULTS["max_instances"],
+            JOB_DEFAULTS["misfire_grace_time"])
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            ticks = store.query_one("SELECT count(DISTINCT ts) FROM readings WHERE ts > ?",
+                                    [start])[0]
+            if ticks >= 2:
+                break
+            time.sleep(0.1)
+        assert ticks >= 2
+    finally:
+        scheduler.shutdown()
+    assert not scheduler.running
+    assert store.query_one("SELECT count(*) FROM readings")[0] > before
+
+
+def test_scheduler_off_by_setting(live, tmp_path: Path) -> None:
+    store, _ = live
+    assert start_scheduler(store, load_settings(data_dir=tmp_path, scheduler_enabled=False)) is None
