@@ -2,8 +2,9 @@
 
 Message ids are English and marked with ``_()`` (or ``N_()`` where the string is translated
 later, e.g. a page name given at import time). The ``.po`` catalogs under
-``dashboard/translations/<locale>/LC_MESSAGES/messages.po`` are compiled in memory when the
-app starts, so there is no build step. The locale of a request comes from the ``lang``
+``dashboard/translations/<locale>/LC_MESSAGES/*.po`` (``messages.po`` for the shell, one file
+per feature area beside it) are merged and compiled in memory when the app starts, so there is
+no build step. The locale of a request comes from the ``lang``
 cookie (set by ``/lang/<code>``), else the ``default_locale`` setting.
 
 >>> catalogs = load_catalogs()
@@ -20,6 +21,7 @@ from urllib.parse import urlsplit
 
 import flask
 from babel.dates import format_datetime as _babel_datetime
+from babel.messages.catalog import Catalog
 from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.numbers import format_decimal
@@ -37,6 +39,7 @@ __all__ = [
     "init_i18n",
     "load_catalogs",
     "localized_name",
+    "read_catalog",
 ]
 
 TRANSLATIONS_DIR = Path(__file__).resolve().parent / "translations"
@@ -50,17 +53,36 @@ def N_(msgid: str) -> str:  # noqa: N802 - the conventional gettext marker name
     return msgid
 
 
+def read_catalog(locale: str, directory: Path = TRANSLATIONS_DIR) -> Catalog:
+    """Merge the ``*.po`` files of one locale into one catalog.
+
+    A message id defined in two files of one locale is an error, not a silent overwrite.
+    """
+    merged = Catalog(locale=locale)
+    seen: dict[str, Path] = {}
+    for po_path in sorted((directory / locale / "LC_MESSAGES").glob("*.po")):
+        with po_path.open("rb") as fh:
+            part = read_po(fh, locale=locale)
+        for message in part:
+            if not message.id:
+                continue
+            if message.id in seen:
+                raise ValueError(f"message {message.id!r} is in both {seen[message.id].name} "
+                                 f"and {po_path.name} ({locale})")
+            seen[message.id] = po_path
+            merged[message.id] = message
+    return merged
+
+
 def load_catalogs(directory: Path = TRANSLATIONS_DIR) -> dict[str, Translations]:
-    """Read every locale's ``messages.po`` and compile it in memory.
+    """Read every locale's merged catalog and compile it in memory.
 
     >>> sorted(load_catalogs())
     ['en', 'zh_CN']
     """
     catalogs = {}
     for locale in LOCALES:
-        po_path = directory / locale / "LC_MESSAGES" / "messages.po"
-        with po_path.open("rb") as fh:
-            catalog = read_po(fh, locale=locale)
+        catalog = read_catalog(locale, directory)
         buffer = BytesIO()
         write_mo(buffer, catalog)
         buffer.seek(0)

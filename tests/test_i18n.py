@@ -8,12 +8,10 @@ from pathlib import Path
 import flask
 import pytest
 from babel.messages.extract import extract_from_dir
-from babel.messages.pofile import read_po
 
 from dashboard.i18n import (
     LANG_COOKIE,
     LOCALES,
-    TRANSLATIONS_DIR,
     _,
     format_datetime,
     format_number,
@@ -21,6 +19,7 @@ from dashboard.i18n import (
     init_i18n,
     is_local_path,
     localized_name,
+    read_catalog,
 )
 
 DASHBOARD = Path(__file__).resolve().parent.parent / "dashboard"
@@ -37,8 +36,7 @@ def _used_msgids() -> dict[str, list[str]]:
 
 
 def _catalog(locale: str):
-    with (TRANSLATIONS_DIR / locale / "LC_MESSAGES" / "messages.po").open("rb") as fh:
-        return read_po(fh, locale=locale)
+    return read_catalog(locale)
 
 
 @pytest.fixture
@@ -120,3 +118,13 @@ def test_numbers_and_dates_follow_the_locale(app: flask.Flask) -> None:
 ])
 def test_is_local_path(target: str, ok: bool) -> None:
     assert is_local_path(target) is ok
+
+
+def test_a_msgid_in_two_catalog_files_is_refused(tmp_path: Path) -> None:
+    folder = tmp_path / "zh_CN" / "LC_MESSAGES"
+    folder.mkdir(parents=True)
+    entry = 'msgid ""\nmsgstr ""\n\nmsgid "Map"\nmsgstr "地图"\n'
+    (folder / "messages.po").write_text(entry)
+    (folder / "layers.po").write_text(entry)
+    with pytest.raises(ValueError, match="'Map' is in both layers.po and messages.po"):
+        read_catalog("zh_CN", tmp_path)
