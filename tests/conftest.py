@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
@@ -64,7 +66,20 @@ def build_tiny_city(store: Store) -> None:
     create_user(store, "sysadmin", TINY_PASSWORD, role="sysadmin", jurisdiction_code="C")
 
 
+@pytest.fixture(scope="session")
+def tiny_city_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny city built once per test session (its argon2 hashes are slow on purpose)."""
+    path = tmp_path_factory.mktemp("tiny-template") / "city.duckdb"
+    template = Store.open(path)
+    build_tiny_city(template)
+    template.close()
+    return path
+
+
 @pytest.fixture
-def tiny_city(store: Store) -> Store:
-    build_tiny_city(store)
-    return store
+def tiny_city(tiny_city_template: Path, tmp_path: Path) -> Iterator[Store]:
+    """A private copy of the tiny city at ``tmp_path / "city.duckdb"`` for one test."""
+    shutil.copy(tiny_city_template, tmp_path / "city.duckdb")
+    city = Store.open(tmp_path / "city.duckdb")
+    yield city
+    city.close()
