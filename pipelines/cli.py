@@ -72,3 +72,90 @@ def build_demo(data_dir: Path | None, if_absent: bool = False, rebuild: bool = F
     console.print(table, timing)
     users = ", ".join(u.username for u in DEMO_USERS)
     console.print(f"demo users: {users}; password for all: {DEMO_PASSWORD}")
+
+
+@click.group("pipelines")
+def pipelines_group() -> None:
+    """List the pipeline jobs, run one by hand, retry quarantined rows."""
+
+
+@pipelines_group.command("list")
+@data_dir_option
+def pipelines_list(data_dir: Path | None) -> None:
+    """Every job with its kind, interval, last success, last status and freshness."""
+    from pipelines.scheduler import all_jobs, register_sources
+
+    settings = settings_from(data_dir=data_dir)
+    store = open_store(settings)
+    try:
+        jobs = _jobs(settings, all_jobs)
+        register_sources(store, jobs)
+        fresh = {r[0]: r for r in store.query(
+            "SELECT name, last_success, last_status, stale FROM source_freshness")}
+        table = Table("job", "kind", "every", "last success", "last status", "stale",
+                      "description", title="pipeline jobs")
+        for job in jobs:
+            _, last, status, stale = fresh.get(job.id, (None, None, None, True))
+            table.add_row(job.id, job.kind, f"{job.seconds:g} s",
+                          last.isoformat(sep=" ", timespec="seconds") if last else "never",
+                          status or "", "yes" if stale else "no", job.description)
+        Console().print(table)
+    finally:
+        store.close()
+
+
+@pipelines_group.command("run")
+@data_dir_option
+@click.argument("name")
+def pipelines_run(data_dir: Path | None, name: str) -> None:
+    """Run the job NAME now (recorded in ingest_runs like a scheduled run)."""
+    from pipelines.scheduler import all_jobs, register_sources, run_job
+
+    settings = settings_from(data_dir=data_dir)
+    store = open_store(settings)
+    try:
+        jobs = {job.id: job for job in _jobs(settings, all_jobs)}
+        if name not in jobs:
+            raise click.ClickException(f"no job {name}; jobs: {', '.join(sorted(jobs))}")
+        register_sources(store, list(jobs.values()))
+        try:
+            stats = run_job(store, settings, jobs[name], trigger="manual")
+        except Exception as exc:
+            raise click.ClickException(f"{name} failed: {type(exc).__name__}: {exc}") from None
+    finally:
+        store.close()
+    console.print(f"{name}: {stats.rows_in:,} rows in, {stats.loaded:,} loaded,"
+                  f" {stats.rejected:,} rejected")
+
+
+@pipelines_group.command("reprocess")
+@data_dir_option
+@click.option("--contract", default=None, help="Only this dataset's quarantined rows.")
+def pipelines_reprocess(data_dir: Path | None, contract: str | None) -> None:
+    """Retry open quarantine entries against the contracts as declared now."""
+    from pipelines.quarantine import reprocess
+
+    settings = settings_from(data_dir=data_dir)
+    store = open_store(settings)
+    try:
+        results = _config_guard(lambda: reprocess(store, settings, contract))
+    finally:
+        store.close()
+    if not results:
+        console.print("nothing to reprocess")
+    for name, stats in results.items():
+        console.print(f"{name}: {stats.rows_in:,} retried, {stats.loaded:,} loaded,"
+                      f" {stats.rejected:,} still refused")
+
+
+def _config_guard(fn):
+    from pipelines.config import ConfigError
+
+    try:
+        return fn()
+    except ConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _jobs(settings, all_jobs):
+    return _config_guard(lambda: all_jobs(settings))

@@ -2,7 +2,9 @@
 
 Every ``SIMULATOR_SECONDS`` the scheduler calls ``tick``: one reading per online sensor at the
 current time, from the same signal functions as the demo history (so traffic still peaks at
-rush hour and a pollution episode in progress goes on), in one transaction. A sensor is
+rush hour and a pollution episode in progress goes on), through the one load path of every
+pipeline (``core.ingest.load``: one transaction, a recorded run, duplicates skipped), then
+brings the rollups forward incrementally. A sensor is
 offline when its last reading lags the newest reading of the fleet by more than
 ``OFFLINE_AFTER`` (the demo's dead sensors stay dead; after a server pause every sensor is
 equally behind, so all carry on). Only a city built by the demo generator is fed: real
@@ -20,10 +22,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from core.ingest import READINGS, load
+from core.rollups import refresh_rollups
 from core.settings import Settings
 from core.store import Store
 from pipelines.demo import is_demo_city
 from pipelines.demo.signals import KINDS, district_key, local_utc_offset, observe, signal
+from pipelines.runner import current_run_id, recorded
 
 __all__ = ["OFFLINE_AFTER", "SIMULATOR_SECONDS", "online_sensors", "tick"]
 
@@ -60,6 +65,7 @@ def online_sensors(store: Store, now: datetime) -> pd.DataFrame:
     )
 
 
+@recorded("simulator")
 def tick(store: Store, settings: Settings, now: datetime | None = None) -> int:
     """Append one reading per online sensor at ``now`` (default: the current second, UTC).
 
@@ -91,10 +97,6 @@ def tick(store: Store, settings: Settings, now: datetime | None = None) -> int:
         "ts": pa.array(np.full(len(ids), np.datetime64(now, "us"))),
         "value": pa.array(values),
     })
-    with store.transaction() as cur:
-        cur.register("_sim_readings", table)
-        try:
-            cur.execute("INSERT INTO readings SELECT sensor_id, ts, value FROM _sim_readings")
-        finally:
-            cur.unregister("_sim_readings")
-    return len(ids)
+    stats = load(store, READINGS, table, run_id=current_run_id(), source="simulator")
+    refresh_rollups(store)
+    return stats.loaded

@@ -281,3 +281,14 @@ def test_a_crash_mid_build_leaves_the_old_city_whole(tiny_city: Store, tmp_path:
     assert tiny_city.query_one("SELECT code FROM jurisdictions WHERE parent_code IS NULL")[0] == "C"
     assert tiny_city.query("SELECT * FROM duckdb_databases() WHERE database_name = 'demo_scratch'") \
         == []
+
+
+def test_a_fresh_demo_city_has_full_rollups(demo) -> None:
+    store, s = demo
+    assert store.query_one("SELECT count(*) FROM sensor_latest")[0] == store.query_one(
+        "SELECT count(DISTINCT sensor_id) FROM readings")[0]
+    by_level = dict(store.query("""
+        SELECT j.level, sum(h.n) FROM readings_hourly h
+        JOIN jurisdictions j ON j.code = h.jurisdiction_code GROUP BY 1"""))
+    total = store.query_one("SELECT count(*) FROM readings")[0]
+    assert by_level == {"city": total, "district": total, "street": total, "community": total}

@@ -88,3 +88,52 @@ def test_scheduler_feeds_readings_until_shut_down(live) -> None:
 def test_scheduler_off_by_setting(live, tmp_path: Path) -> None:
     store, _ = live
     assert start_scheduler(store, load_settings(data_dir=tmp_path, scheduler_enabled=False)) is None
+
+
+def test_scheduled_runs_are_recorded_and_feed_the_rollups(live) -> None:
+    store, settings = live
+    runs_before = store.query_one("SELECT count(*) FROM ingest_runs WHERE status = 'success'"
+                                  " AND source = 'simulator'")[0]
+    newest = store.query_one("SELECT max(ts) FROM sensor_latest")[0]
+    scheduler = start_scheduler(store, settings, jobs=[replace(JOBS[0], seconds=0.3)])
+    try:
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            runs = store.query_one("SELECT count(*) FROM ingest_runs WHERE status = 'success'"
+                                   " AND source = 'simulator'")[0]
+            moved = store.query_one("SELECT max(ts) FROM sensor_latest")[0] > newest
+            if runs >= runs_before + 2 and moved:
+                break
+            time.sleep(0.1)
+    finally:
+        scheduler.shutdown()
+    assert runs >= runs_before + 2 and moved
+    # ticks within one second write nothing (one reading per sensor and second)
+    row = store.query("SELECT rows_in, rows_loaded, rows_rejected, trigger FROM ingest_runs"
+                      " WHERE source = 'simulator' AND status = 'success'"
+                      " AND trigger = 'schedule' ORDER BY rows_loaded DESC LIMIT 1")[0]
+    assert row[0] == row[1] > 0 and row[2] == 0 and row[3] == "schedule"
+    # the simulator's readings moved sensor_latest (above) and the hourly rollup
+    latest_hour = store.query_one("SELECT max(ts) FROM readings")[0].replace(
+        minute=0, second=0, microsecond=0)
+    n_rollup = store.query_one("SELECT sum(n) FROM readings_hourly h JOIN jurisdictions j"
+                               " ON j.code = h.jurisdiction_code WHERE j.level = 'city'"
+                               " AND hour = ?", [latest_hour])[0]
+    n_raw = store.query_one("SELECT count(*) FROM readings WHERE ts >= ?", [latest_hour])[0]
+    assert n_rollup == n_raw
+    assert store.query("SELECT name, kind FROM pipeline_sources") == [("simulator", "simulator")]
+    fresh = store.query_one("SELECT stale, last_status FROM source_freshness"
+                            " WHERE name = 'simulator'")
+    assert fresh == (False, "success")
+
+
+def test_a_missed_run_is_recorded_by_the_listener(live) -> None:
+    from apscheduler.events import EVENT_JOB_MISSED, JobExecutionEvent
+
+    from pipelines.scheduler import _record_skipped
+
+    store, _ = live
+    _record_skipped(store, JobExecutionEvent(EVENT_JOB_MISSED, "alerts", None, None))
+    assert store.query("SELECT source, status, error FROM ingest_runs WHERE status = 'missed'"
+                       " AND source = 'alerts'") == [("alerts", "missed",
+                              "missed its start by more than the grace time")]

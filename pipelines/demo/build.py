@@ -5,7 +5,9 @@ Jurisdictions, departments and users are first written into a scratch DuckDB fil
 on the target replaces every demo table: it copies the scratch tables, inserts sensors,
 streams the readings in through Arrow, adds incidents and their events and records a
 ``demo.build`` entry in the audit log. A crash anywhere leaves the store as it was. The audit
-log itself is never cleared (it is append-only).
+log itself is never cleared (it is append-only). Right after the commit the rollups
+(``core.rollups``) are rebuilt in full; the build's transaction clears their state, so a
+crash in between still makes the next refresh a full rebuild.
 
 >>> report = build_demo_city(Store.open("data/city.duckdb"), load_settings())  # doctest: +SKIP
 >>> report.counts["readings"] > 5_000_000                                    # doctest: +SKIP
@@ -29,6 +31,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from core.audit import record
 from core.jurisdictions import save_jurisdictions
+from core.rollups import refresh_rollups
 from core.settings import Settings
 from core.store import Store
 from pipelines.demo import catalog, geography, incidents, sensors
@@ -37,10 +40,12 @@ __all__ = ["DEMO_TABLES", "DemoCityExists", "DemoReport", "build_demo_city", "ha
            "is_demo_city"]
 
 # cleared and refilled by a (re)build, children first
-DEMO_TABLES = ("incident_events", "incidents", "readings", "sensors", "sensor_kinds",
+DEMO_TABLES = ("incident_notifications", "incident_extensions", "incident_co_tasks",
+               "incident_routing_rules", "alerts", "incident_events", "incidents", "readings", "sensors", "sensor_kinds",
                "incident_categories", "users", "departments", "jurisdictions")
 AUDIT_ACTION = "demo.build"
-_STAGES = ("geography", "catalog", "users", "sensors", "readings", "incidents", "commit")
+_STAGES = ("geography", "catalog", "users", "sensors", "readings", "incidents", "commit",
+           "rollups")
 
 
 class DemoCityExists(RuntimeError):
@@ -116,6 +121,9 @@ def build_demo_city(store: Store, settings: Settings, progress: bool = True, *,
         _replace_city(store, scratch_path, stages, lambda cur: _fill(
             store, cur, stages, settings, geo, departments, placed, end,
             rng_readings, rng_incidents))
+        with stages.stage("rollups"):
+            refresh_rollups(store, full=True)
+        catalog.register_demo_datasets(store)
     report.total_seconds = time.perf_counter() - started
     report.counts = {t: store.query_one(f"SELECT count(*) FROM {t}")[0] for t in DEMO_TABLES}
     report.readings_per_second = report.counts["readings"] / max(report.seconds["readings"], 1e-9)
@@ -170,6 +178,9 @@ def _fill(store: Store, cur, stages: _Stages, settings: Settings,
             finally:
                 cur.unregister("_demo_chunk")
             advance(chunk.num_rows)
+    # the rollups are rebuilt right after the commit (faster on committed data); with the
+    # state cleared here, a crash in between still makes the next refresh a full rebuild
+    cur.execute("DELETE FROM rollup_state")
     with stages.stage("incidents"):
         if settings.demo_incidents:
             rows, events = incidents.make_incidents(rng_incidents, geo, categories, departments,

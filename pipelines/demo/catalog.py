@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from core.roles import Role
+from core.sharing import register_dataset
 from core.store import Store
 from core.users import create_user
 
@@ -45,6 +46,7 @@ __all__ = [
     "SLA_HOURS",
     "categories_frame",
     "create_demo_users",
+    "register_demo_datasets",
     "departments_frame",
     "government_department",
     "sensor_kinds_frame",
@@ -202,3 +204,26 @@ def create_demo_users(store: Store, first: dict[str, str]) -> list[str]:
         create_user(store, user.username, DEMO_PASSWORD, role=user.role,
                     display_name=user.display_name, **where)
     return [u.username for u in DEMO_USERS]
+
+
+# The data catalog of the demo city (design §4): one dataset of each classification.
+DEMO_DATASETS = (
+    dict(id="readings_hourly", table_name="readings_hourly", name_zh="物联感知小时汇总",
+         name_en="Hourly sensor readings", owner_department="sthj", classification="public",
+         sharing="backflow"),
+    dict(id="sensors", table_name="sensors", name_zh="感知设备台账", name_en="Sensor registry",
+         owner_department="sthj", classification="internal", sharing="subscription"),
+    dict(id="incidents", table_name="incidents", name_zh="城市事件工单", name_en="City incidents",
+         owner_department="cyzx", classification="sensitive", sharing="backflow",
+         columns=["id", "tracking_code", "category", "status", "title", "jurisdiction_code",
+                  "reported_at", "closed_at", "reporter_contact"],
+         sensitive_columns=["reporter_contact"]),
+    dict(id="alerts", table_name="alerts", name_zh="环境告警研判", name_en="Alert analysis",
+         owner_department="sthj", classification="secret", sharing="owner_only"),
+)
+
+
+def register_demo_datasets(store: Store) -> None:
+    """Put the demo city's datasets in the catalog (replacing earlier entries)."""
+    for dataset in DEMO_DATASETS:
+        register_dataset(store, **dataset)

@@ -11,7 +11,11 @@ resolved, verified or closed (else NULL); ``closed_at`` the 'close' while closed
 the 'rate' event's rating (kept after a reopening); ``claim_due``/``resolve_due`` are
 ``reported_at`` plus the category's claim/resolve hours; ``department_code`` is the
 department of the last dispatch (the routed one before the first dispatch). Tracking codes
-are ``YW`` + local date + a 5-digit number of the day (``YW2026112800042``).
+are ``YW`` + local date + a 5-digit number of the day (``YW2026112800042``). ``version`` is
+the number of events (``core.incidents`` numbers the next event ``version + 1``);
+``supervised_at`` is the last 'supervise' of an incident still open. Co-tasks, extensions
+and notifications start empty; the SLA job (``core.incidents.escalate_overdue``) marks and
+escalates the open incidents that are overdue at its first run.
 
 >>> incidents, events = make_incidents(rng, geo, categories, departments, end, settings)  # doctest: +SKIP
 """
@@ -228,6 +232,8 @@ def _incident_rows(rng: np.random.Generator, f: pd.DataFrame, ev: pd.DataFrame, 
     department = dispatched.reindex(f["id"]).fillna(
         pd.Series(f["department_code"].to_numpy(), index=f["id"]))
     rated = ev[ev["slot"] == "rate"].set_index("incident_id").index
+    version = ev.groupby("incident_id").size().reindex(f["id"]).to_numpy().astype(np.int32)
+    supervised = latest(["supervise"]).where(status != Status.CLOSED.value).to_numpy()
     reported = pd.to_datetime(f["reported_s"], unit="s")
     local_day = pd.to_datetime(f["reported_s"] + tz_s, unit="s").dt.strftime("%Y%m%d")
     number = f.groupby(local_day.to_numpy()).cumcount() + 1
@@ -255,4 +261,6 @@ def _incident_rows(rng: np.random.Generator, f: pd.DataFrame, ev: pd.DataFrame, 
         "closed_at": closed,
         "rating": pd.array(np.where(f["id"].isin(rated), f["rating"], None), dtype="Int32"),
         "reporter_contact": contact,
+        "version": version,
+        "supervised_at": supervised,
     })
