@@ -41,7 +41,7 @@ def settings_from(**overrides: Any) -> Settings:
 
 def open_store(settings: Settings) -> Store:
     try:
-        return Store.open(settings.database_path)
+        return Store.from_settings(settings)
     except StoreError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -87,7 +87,14 @@ def init(data_dir: Path | None) -> None:
 @click.option("--rebuild", is_flag=True, help="Throw away an existing demo city first.")
 @click.pass_context
 def demo(ctx: click.Context, data_dir: Path | None, port: int | None, rebuild: bool) -> None:
-    """Build the demo city if absent, then serve it (embedded mode)."""
+    """Build the demo city if absent, then serve it (embedded mode).
+
+    The demo logins use the documented password only: the TOTP requirement
+    (setting totp_required) is off unless YIWANG_TOTP_REQUIRED says otherwise.
+    """
+    import os
+
+    os.environ.setdefault("YIWANG_TOTP_REQUIRED", "false")
     build = main.get_command(ctx, "build-demo")
     serve = main.get_command(ctx, "serve")
     if build is None or serve is None:
@@ -165,12 +172,14 @@ def users_list(data_dir: Path | None) -> None:
 def users_add(data_dir: Path | None, username: str, role: str, display_name: str | None,
               jurisdiction: str | None, department: str | None, password: str) -> None:
     """Add a user."""
-    from core.users import UserError, create_user
+    from core.users import PasswordPolicy, UserError, create_user
 
+    settings = settings_from(data_dir=data_dir)
     try:
-        user = create_user(open_store(settings_from(data_dir=data_dir)), username, password,
+        user = create_user(open_store(settings), username, password,
                            role=role, display_name=display_name,
-                           jurisdiction_code=jurisdiction, department_code=department)
+                           jurisdiction_code=jurisdiction, department_code=department,
+                           policy=PasswordPolicy.from_settings(settings))
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     console.print(f"added {user.username} ({user.role})")
@@ -182,10 +191,12 @@ def users_add(data_dir: Path | None, username: str, role: str, display_name: str
 @click.password_option(help="New password (asked when not given).")
 def users_reset_password(data_dir: Path | None, username: str, password: str) -> None:
     """Set a new password for a user."""
-    from core.users import UserError, reset_password
+    from core.users import PasswordPolicy, UserError, reset_password
 
+    settings = settings_from(data_dir=data_dir)
     try:
-        reset_password(open_store(settings_from(data_dir=data_dir)), username, password)
+        reset_password(open_store(settings), username, password,
+                       policy=PasswordPolicy.from_settings(settings))
     except UserError as exc:
         raise click.ClickException(str(exc)) from None
     console.print(f"password of {username} reset")
@@ -214,15 +225,61 @@ def settings_cmd() -> None:
     Console().print(table)
 
 
-@main.command("audit-verify")
-@data_dir_option
-def audit_verify(data_dir: Path | None) -> None:
-    """Check the audit log's hash chain; exit 1 at the first broken link."""
+@main.group()
+def audit() -> None:
+    """Check and read the audit log."""
+
+
+def _verify(data_dir: Path | None) -> None:
     from core.audit import verify_chain
 
     check = verify_chain(open_store(settings_from(data_dir=data_dir)))
     if check.ok:
-        console.print(f"audit log intact: {check.entries} entries")
-    else:
-        console.print(f"[red]audit log broken at entry {check.first_broken}[/]")
-        sys.exit(1)
+        console.print(f"audit log intact: {check.entries} entries, signed head matches")
+        return
+    where = f" at entry {check.first_broken}" if check.first_broken is not None else ""
+    console.print(f"[red]audit log broken{where}: {check.reason}[/]")
+    sys.exit(1)
+
+
+@audit.command("verify")
+@data_dir_option
+def audit_verify(data_dir: Path | None) -> None:
+    """Check the hash chain and the signed head; exit 1 at the first broken link."""
+    _verify(data_dir)
+
+
+@main.command("audit-verify", hidden=True)
+@data_dir_option
+def audit_verify_alias(data_dir: Path | None) -> None:
+    """Same as `yiwang audit verify` (kept for scripts)."""
+    _verify(data_dir)
+
+
+@audit.command("export")
+@data_dir_option
+@click.option("--as-user", "as_user", required=True, help="The auditor account reading.")
+@click.option("--action", default=None, help="Only entries with this action.")
+@click.option("--actor", default=None, help="Only entries by this user.")
+@click.option("--text", default=None, help="Only entries whose target/detail contain this.")
+@click.option("--limit", default=10_000, show_default=True, help="At most this many rows.")
+def audit_export(data_dir: Path | None, as_user: str, action: str | None, actor: str | None,
+                 text: str | None, limit: int) -> None:
+    """Write matching entries as CSV to standard output (auditor only; the read is logged)."""
+    import csv
+
+    from core.access import AccessDenied
+    from core.audit import search
+    from core.users import get_user
+
+    store = open_store(settings_from(data_dir=data_dir))
+    user = get_user(store, as_user)
+    try:
+        rows = search(store, user, action=action, actor=actor, text=text, limit=limit)
+    except AccessDenied as exc:
+        raise click.ClickException(f"refused: {exc}") from None
+    out = csv.writer(sys.stdout)
+    out.writerow(["seq", "ts", "actor", "action", "target", "detail"])
+    for r in rows:
+        out.writerow([r.seq, r.ts.isoformat(), r.actor, r.action, r.target or "",
+                      r.detail or ""])

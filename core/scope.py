@@ -79,6 +79,35 @@ class Scope:
         return bool(row and row[0])
 
 
+    def outside(self, store: Store, codes: set | list) -> set:
+        """The jurisdiction codes among ``codes`` NOT inside this scope (unknown codes too).
+
+        >>> scope.outside(store, {"D1S1", "D2"})     # doctest: +SKIP
+        {'D2'}
+        """
+        wanted = sorted({str(c) for c in codes})
+        inside = {r[0] for r in store.query(
+            "SELECT code FROM jurisdictions WHERE code IN (SELECT unnest(?::VARCHAR[]))"
+            " AND starts_with(path, ?)", [wanted, self.root_path])}
+        return {c for c in codes if str(c) not in inside}
+
+    def invisible_incidents(self, store: Store, incident_ids: set | list) -> set:
+        """The ids among ``incident_ids`` this scope may not see (malformed ids too), by the
+        incidents module's visibility rule (``core.incident_views.visible_filter``)."""
+        try:
+            from core.incident_views import visible_filter
+        except ImportError:  # no incidents module: nothing is visible
+            return set(incident_ids)
+        numbers = {v for v in incident_ids
+                   if (isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**63)
+                   or (isinstance(v, str) and v.isdigit() and int(v) < 2**63)}
+        where, params = visible_filter(self, "i")
+        seen = {r[0] for r in store.query(
+            "SELECT i.id FROM incidents i WHERE i.id IN (SELECT unnest(?::BIGINT[]))"
+            f" AND {where}", [sorted({int(v) for v in numbers}), *params])}
+        return {v for v in incident_ids if v not in numbers or int(v) not in seen}
+
+
 def _check_identifier(column: str) -> None:
     if not _IDENTIFIER.match(column):
         raise ValueError(f"not a column name: {column!r}")

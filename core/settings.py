@@ -73,6 +73,64 @@ class Settings(BaseSettings):
         "",
         description="Optional intranet XYZ raster tile URL template; empty: polygons only.",
     )
+    password_min_length: int = Field(
+        10, ge=8, le=128, description="Shortest password accepted for a local account."
+    )
+    password_classes: int = Field(
+        3, ge=1, le=4,
+        description="Character classes a password needs (of lower, upper, digit, symbol).",
+    )
+    password_max_age_days: int = Field(
+        90, ge=0, le=3650,
+        description="Days before a password must be changed at login; 0: never expires.",
+    )
+    login_max_failures: int = Field(
+        5, ge=1, le=100, description="Failed logins in a row that lock an account."
+    )
+    login_lockout_minutes: float = Field(
+        15.0, gt=0, le=1440, description="Minutes a locked account stays locked."
+    )
+    idle_timeout_minutes: float = Field(
+        30.0, gt=0, le=1440, description="A session idle this long is logged out."
+    )
+    totp_required: bool = Field(
+        True,
+        description="Require a TOTP second factor for the roles in totp_roles (enrolment at "
+        "next login). `yiwang demo` turns it off for the demo logins.",
+    )
+    totp_roles: list[str] = Field(
+        ["commander", "sysadmin", "secadmin", "auditor"],
+        description="Roles that must use a TOTP second factor when totp_required is on.",
+    )
+    oidc_issuer: str = Field(
+        "",
+        description="OpenID Connect issuer URL of the identity provider for single sign-on; "
+        "empty: local accounts only.",
+    )
+    oidc_client_id: str = Field("", description="Client id registered at the identity provider.")
+    oidc_client_secret: str = Field(
+        "", description="Client secret registered at the identity provider.", repr=False
+    )
+    oidc_username_claim: str = Field(
+        "preferred_username",
+        description="ID-token claim naming the Yiwang account a provider user logs in as "
+        "(the account, its role and jurisdiction are managed in Yiwang).",
+    )
+    cookie_secure: Literal["auto", "always", "never"] = Field(
+        "auto",
+        description="Secure flag on cookies: auto sets it on HTTPS requests "
+        "(also behind a proxy sending X-Forwarded-Proto when trusted).",
+    )
+
+    @field_validator("totp_roles")
+    @classmethod
+    def _known_roles(cls, v: list[str]) -> list[str]:
+        from core.roles import Role
+
+        unknown = [r for r in v if r not in {role.value for role in Role}]
+        if unknown:
+            raise ValueError(f"unknown roles {unknown}")
+        return v
 
     @field_validator("storage_url")
     @classmethod

@@ -2,15 +2,21 @@
 login, languages, the shell and every page.
 
 Rules kept here for every page:
-- every route needs a logged-in user except ``/login``, ``/logout``, ``/lang/<code>``,
-  ``/healthz`` and the few assets the login page uses. A page request without login is
+- every route needs a logged-in user except the login steps (``/login…``), ``/logout``,
+  ``/lang/<code>``, ``/healthz`` and the few assets the login page uses. A page request without login is
   redirected to ``/login?next=…``; any other request (Dash callbacks, layout, assets) gets 401.
 - the store and settings live in ``server.config`` (never module globals);
 - the app runs air-gapped: Dash serves its JavaScript itself, every CSS/JS/icon is in
   ``assets/``, the Content-Security-Policy forbids other hosts (except ``tile_url``'s).
 - page callbacks are registered per app: a page module defines
   ``register_callbacks(app)`` (Dash's global ``dash.callback`` would bind them to whichever
-  app is created first).
+  app is created first). After they are all registered, every entry of ``app.callback_map``
+  (and those Dash adds at its first request, like the pages router) is wrapped by the
+  authorization + audit guard (``dashboard.guard``, contract D);
+- cross-site requests are refused: session cookies are SameSite=Strict, HttpOnly and Secure
+  on HTTPS; a state-changing request whose Origin (or Referer) names another host gets 403
+  (audited), and Dash callback POSTs must be JSON;
+- a session idle longer than ``idle_timeout_minutes`` is logged out (audited).
 
 >>> app = create_app(store, settings)          # doctest: +SKIP
 >>> app.server.test_client().get("/healthz").json
@@ -19,6 +25,9 @@ Rules kept here for every page:
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import json
 import os
 import secrets
 import sys
@@ -31,10 +40,12 @@ import dash
 import flask
 import flask_login
 
+from core.audit import AuditError, record
 from core.settings import Settings
 from core.store import Store
-from dashboard.auth import init_auth
-from dashboard.context import SETTINGS_KEY, STORE_KEY, current_store
+from dashboard.auth import LOGIN_PATHS, check_idle, init_auth
+from dashboard.context import SETTINGS_KEY, STORE_KEY, current_store, maybe_current_user
+from dashboard.guard import guard_callbacks
 from dashboard.i18n import html_lang, init_i18n
 from dashboard.shell import guard_pages, register_shell_callbacks, shell_layout
 
@@ -43,7 +54,7 @@ __all__ = ["ASSETS_DIR", "PAGES_DIR", "PUBLIC_ASSETS", "create_app", "secret_key
 PACKAGE_DIR = Path(__file__).resolve().parent
 PAGES_DIR = PACKAGE_DIR / "pages"
 ASSETS_DIR = PACKAGE_DIR.parent / "assets"
-PUBLIC_PATHS = frozenset({"/login", "/logout", "/healthz"})
+PUBLIC_PATHS = frozenset({"/logout", "/healthz"}) | LOGIN_PATHS
 PUBLIC_ASSETS = frozenset({"/assets/yiwang.css", "/assets/favicon.svg"})
 _LANG_PREFIX = "/lang/"
 
@@ -83,6 +94,8 @@ def create_app(store: Store, settings: Settings) -> dash.Dash:
     init_i18n(server, settings.default_locale)
     init_auth(server)
     server.add_url_rule("/healthz", "healthz", _healthz)
+    server.before_request(_check_origin)
+    server.before_request(check_idle)
     server.before_request(_require_login)
     server.after_request(_security_headers)
     app = _YiwangDash(
@@ -104,7 +117,15 @@ def create_app(store: Store, settings: Settings) -> dash.Dash:
     guard_pages()
     register_shell_callbacks(app)
     _register_page_callbacks(app)
+    guard_callbacks(app)
+    # Dash registers the pages router (and dash.callback ones) at its first request: wrap
+    # those too, before any callback runs (this hook runs after Dash's own).
+    server.before_request(functools.partial(_guard_late_callbacks, app))
     return app
+
+
+def _guard_late_callbacks(app: dash.Dash) -> None:
+    guard_callbacks(app)
 
 
 def _configure(server: flask.Flask, store: Store, settings: Settings) -> None:
@@ -115,7 +136,7 @@ def _configure(server: flask.Flask, store: Store, settings: Settings) -> None:
             "SECRET_KEY": secret_key_for(settings),
             "SESSION_COOKIE_NAME": "yiwang_session",
             "SESSION_COOKIE_HTTPONLY": True,
-            "SESSION_COOKIE_SAMESITE": "Lax",
+            "SESSION_COOKIE_SAMESITE": "Strict",
             "PERMANENT_SESSION_LIFETIME": timedelta(hours=settings.session_hours),
             "MAX_CONTENT_LENGTH": 16 * 1024 * 1024,
         }
@@ -165,7 +186,10 @@ def _healthz() -> flask.Response:
 
 
 def _is_public(path: str) -> bool:
-    return path in PUBLIC_PATHS or path in PUBLIC_ASSETS or path.startswith(_LANG_PREFIX)
+    # /public/: the citizens' own Dash app (report, track; its callbacks are public by design);
+    # /open311/: the GeoReport v2 API (API keys, rate limits) — see dashboard/open311.py.
+    return (path in PUBLIC_PATHS or path in PUBLIC_ASSETS
+            or path.startswith((_LANG_PREFIX, "/public/", "/open311/")))
 
 
 def _require_login() -> flask.Response | None:
@@ -183,6 +207,35 @@ def _require_login() -> flask.Response | None:
         return flask.redirect("/login?next=" + quote(target, safe="/"))
     response = flask.jsonify({"error": "login required", "login": "/login"})
     response.status_code = 401
+    return response
+
+
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+def _check_origin() -> flask.Response | None:
+    """Refuse cross-site state-changing requests (CSRF): the Origin header, else the Referer,
+    must name this host; Dash callback POSTs must be JSON (no form can send that)."""
+    request = flask.request
+    if request.method not in _UNSAFE_METHODS or request.path.startswith("/open311/"):
+        return None  # the Open311 API authenticates by API key, not by cookie
+    source = request.headers.get("Origin") or request.headers.get("Referer")
+    if source is not None and (source == "null" or urlsplit(source).netloc != request.host):
+        return _forbidden("cross-site request", source)
+    if request.path.startswith("/_dash-") and not request.is_json:
+        return _forbidden("callback request is not JSON", request.content_type or "")
+    return None
+
+
+def _forbidden(reason: str, source: str) -> flask.Response:
+    user = maybe_current_user()
+    with contextlib.suppress(AuditError):  # refused either way
+        record(current_store(), user.username if user else "-", "refused",
+               target=flask.request.path[:200],
+               detail=json.dumps({"reason": reason, "source": source[:200],
+                                  "ip": flask.request.remote_addr}))
+    response = flask.jsonify({"error": reason})
+    response.status_code = 403
     return response
 
 
@@ -206,6 +259,6 @@ def _security_headers(response: flask.Response) -> flask.Response:
     headers.setdefault("X-Frame-Options", "DENY")
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault("Content-Security-Policy", _csp())
-    if not flask.request.path.startswith(("/assets/", "/_dash-component-suites/")):
+    if not flask.request.path.startswith(("/assets/", "/_dash-component-suites/", "/tiles/")):
         headers["Cache-Control"] = "no-store"
     return response

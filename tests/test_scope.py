@@ -140,3 +140,13 @@ def test_geojson_stays_inside_the_scope(city: Store) -> None:
     assert [f["id"] for f in leaf] == ["D1S1C1"]
     everything = jurisdictions_geojson(city, scope_of(city, "commander"))
     assert [f["id"] for f in everything["features"]] == ["D1", "D2"]
+
+
+def test_outside_and_invisible_incidents(city: Store) -> None:
+    scope = scope_of(city, "d1_commander")
+    assert scope.outside(city, {"D1", "D1S2C1", "D2", "C", "nope", "x' OR 1=1"}) == {
+        "D2", "C", "nope", "x' OR 1=1"}
+    assert scope.outside(city, set()) == set()
+    hidden = scope.invisible_incidents(city, {2, "3", 4, "5", "abc", -1, 2**70, True})
+    assert hidden == {4, "5", "abc", -1, 2**70, True}
+    assert scope_of(city, "sysadmin").invisible_incidents(city, {1, 2}) == {1, 2}

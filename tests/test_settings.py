@@ -59,6 +59,10 @@ def test_storage_url_selects_the_database_file(config: Path) -> None:
     ('storage_url = "mysql://db/city"\n', {}, "storage_url"),
     ("", {"YIWANG_THREADS": "many"}, "threads"),
     ('default_locale = "fr"\n', {}, "default_locale"),
+    ('totp_roles = ["commander", "king"]\n', {}, "totp_roles"),
+    ("", {"YIWANG_LOGIN_MAX_FAILURES": "0"}, "login_max_failures"),
+    ("password_min_length = 6\n", {}, "password_min_length"),
+    ('cookie_secure = "sometimes"\n', {}, "cookie_secure"),
 ])
 def test_bad_value_names_the_setting(config: Path, monkeypatch: pytest.MonkeyPatch,
                                      toml: str, env: dict[str, str], named: str) -> None:
@@ -71,8 +75,20 @@ def test_bad_value_names_the_setting(config: Path, monkeypatch: pytest.MonkeyPat
 
 
 def test_secret_key_is_never_shown(config: Path) -> None:
-    s = load_settings(secret_key="do-not-print-me")
-    assert "do-not-print-me" not in repr(s) and "do-not-print-me" not in str(s)
+    s = load_settings(secret_key="do-not-print-me", oidc_client_secret="nor-me")
+    for secret in ("do-not-print-me", "nor-me"):
+        assert secret not in repr(s) and secret not in str(s)
+
+
+def test_security_defaults_and_environment(config: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    s = load_settings()
+    assert (s.login_max_failures, s.login_lockout_minutes, s.totp_required) == (5, 15.0, True)
+    assert set(s.totp_roles) == {"commander", "sysadmin", "secadmin", "auditor"}
+    monkeypatch.setenv("YIWANG_TOTP_ROLES", '["commander"]')
+    monkeypatch.setenv("YIWANG_TOTP_REQUIRED", "false")
+    s = load_settings()
+    assert (s.totp_roles, s.totp_required) == (["commander"], False)
 
 
 def test_settings_are_frozen(config: Path) -> None:

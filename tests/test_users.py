@@ -89,7 +89,7 @@ def test_reset_password(tiny_city: Store) -> None:
     assert stored_hash(tiny_city, "li.wei") != before
     assert authenticate(tiny_city, "li.wei", PASSWORD) is None
     assert authenticate(tiny_city, "li.wei", "New-Password-10").username == "li.wei"
-    with pytest.raises(UserError, match="at least 8"):
+    with pytest.raises(UserError, match="at least 10"):
         reset_password(tiny_city, "li.wei", "short")
     with pytest.raises(UserError, match="no user 'ghost'"):
         reset_password(tiny_city, "ghost", "New-Password-10")
@@ -113,7 +113,7 @@ def test_disabled_user_cannot_log_in(tiny_city: Store) -> None:
     ({"role": "commander", "jurisdiction_code": "D9"}, "unknown jurisdiction 'D9'"),
     ({"role": "dept_staff", "department_code": "police"}, "unknown department 'police'"),
     ({"role": "commander", "jurisdiction_code": "C", "username": "li wei"}, "without spaces"),
-    ({"role": "commander", "jurisdiction_code": "C", "password": "short"}, "at least 8"),
+    ({"role": "commander", "jurisdiction_code": "C", "password": "short"}, "at least 10"),
 ])
 def test_invalid_users_are_refused(tiny_city: Store, kwargs: dict, message: str) -> None:
     username = kwargs.pop("username", "new.user")

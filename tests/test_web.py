@@ -46,7 +46,7 @@ def tiny_city(tiny_city_file: Path, tmp_path: Path) -> Store:
 
 @pytest.fixture
 def client(tiny_city: Store, tmp_path: Path) -> FlaskClient:
-    app = create_app(tiny_city, load_settings(data_dir=tmp_path))
+    app = create_app(tiny_city, load_settings(data_dir=tmp_path, totp_required=False))
     return app.server.test_client()
 
 
@@ -148,11 +148,12 @@ def test_right_password_redirects_and_shows_home(client: FlaskClient, tiny_city:
     assert "home-map" in home and "1区" in home and "2区" in home
 
 
-def test_session_cookie_is_httponly_lax_and_expires(client: FlaskClient) -> None:
+def test_session_cookie_is_httponly_strict_and_expires(client: FlaskClient) -> None:
     response = login(client, "commander")
     cookie = next(c for c in response.headers.getlist("Set-Cookie")
                   if c.startswith("yiwang_session="))
-    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie and "Expires=" in cookie
+    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and "Expires=" in cookie
+    assert "Secure" not in cookie  # plain HTTP here; HTTPS requests get Secure (test_security_web)
 
 
 def test_login_without_form_token_is_refused(client: FlaskClient, tiny_city: Store) -> None:
@@ -280,7 +281,8 @@ def test_two_apps_in_one_process_keep_their_own_store(tiny_city_file: Path,
         (tmp_path / name).mkdir()
         shutil.copy(tiny_city_file, tmp_path / name / "city.duckdb")
         store = Store.open(tmp_path / name / "city.duckdb")
-        apps.append((store, create_app(store, load_settings(data_dir=tmp_path / name))))
+        settings = load_settings(data_dir=tmp_path / name, totp_required=False)
+        apps.append((store, create_app(store, settings)))
     try:
         for store, app in apps:
             client = app.server.test_client()
