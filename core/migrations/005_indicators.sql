@@ -1,0 +1,3 @@
+-- Indicators (issue 5) need no tables of their own: core/indicators.py reads incidents,
+-- incident_events, jurisdictions and the rollups of 002 (readings_hourly, sensor_status).
+-- This migration keeps the numbering contiguous (Store.migrate refuses gaps).

@@ -1,0 +1,162 @@
+"""The leaders' journey in headless Chromium against a real `yiwang serve` of a small demo city:
+log in as the city leader, pick the on-time resolution rate, click the worst district, then its
+worst street, open the incident list, export CSV. Screenshots in tests/artifacts/ (1920×1080)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from test_browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    VIEWPORT,
+    _free_port,
+    _require_chromium,
+    _wait_healthy,
+)
+
+pytestmark = pytest.mark.browser
+PASSWORD = "Yiwang#2026"
+
+
+@pytest.fixture(scope="module")
+def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A small demo city (10 days, 6,000 incidents) served on a free port."""
+    _require_chromium()
+    data = tmp_path_factory.mktemp("ind-browser")
+    yiwang = Path(sys.executable).with_name("yiwang")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("YIWANG_")}
+    env["YIWANG_SCHEDULER_ENABLED"] = "false"
+    subprocess.run([str(yiwang), "build-demo", "--data-dir", str(data), "--days", "10",
+                    "--sensors", "300", "--incidents", "6000"], check=True, env=env,
+                   capture_output=True, timeout=300)
+    port = _free_port()
+    log = (data / "serve.log").open("w")
+    proc = subprocess.Popen(
+        [str(yiwang), "serve", "--data-dir", str(data), "--port", str(port), "--threads", "4"],
+        cwd=data, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(url, proc)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def _click_area(page, name: str) -> None:
+    """Click the map polygon under the label of ``name`` (labels themselves are inert)."""
+    box = page.locator(".yw-ind-label", has_text=name).first.bounding_box()
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+
+
+def _worst(page) -> tuple[str, float]:
+    """The first table row: the worst child (the table is ordered worst first)."""
+    row = page.locator("#ind-table tbody tr").filter(has=page.locator("td")).first
+    name = row.locator("td[data-dash-column=name]").inner_text().strip()
+    value = float(row.locator("td[data-dash-column=value]").inner_text())
+    return name, value
+
+
+def _values(page) -> list[float]:
+    cells = page.locator("#ind-table td[data-dash-column=value]").all_inner_texts()
+    return [float(c) for c in cells if c.strip()]
+
+
+def test_leader_drills_to_the_worst_street_and_exports(demo_server: str) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    problems: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport=VIEWPORT, locale="zh-CN", accept_downloads=True)
+
+        def guard(route) -> None:
+            if urlsplit(route.request.url).hostname != "127.0.0.1":
+                problems.append(f"request to another host: {route.request.url}")
+                route.abort()
+            else:
+                route.continue_()
+
+        context.route("**/*", guard)
+        page = context.new_page()
+        page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
+        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        try:
+            # start on another indicator, so that picking 按时办结率 is a real step
+            page.goto(demo_server + "/indicators?ind=satisfaction")
+            assert "/login" in page.url
+            page.fill("#username", "leader")
+            page.fill("#password", PASSWORD)
+            page.click("button[type=submit]")
+            page.wait_for_selector(".yw-ind-label", timeout=30_000)
+            expect(page.locator("#ind-indicator")).to_contain_text("满意率")
+
+            page.locator("#ind-indicator").click()
+            page.get_by_text("按时办结率", exact=True).last.click()
+            expect(page.locator(".yw-ind-headline .yw-badge")).to_have_text("按时办结率",
+                                                                           timeout=20_000)
+            page.wait_for_timeout(800)
+            values = _values(page)
+            assert len(values) == 9 and values == sorted(values), values  # worst (lowest) first
+            district, worst_value = _worst(page)
+            page.screenshot(path=str(ARTIFACTS / "indicators_city.png"))
+
+            _click_area(page, district)
+            expect(page.locator(".yw-crumb.current")).to_have_text(district, timeout=20_000)
+            page.wait_for_selector(".yw-ind-label", timeout=20_000)
+            page.wait_for_timeout(800)
+            expect(page.locator(".yw-ind-big")).to_have_text(f"{worst_value:.1f}%")
+            query = parse_qs(urlsplit(page.url).query)
+            assert query["ind"] == ["resolve_on_time"] and len(query["code"][0]) > 6
+            page.screenshot(path=str(ARTIFACTS / "indicators_district.png"))
+
+            street, _value = _worst(page)
+            _click_area(page, street)
+            expect(page.locator(".yw-crumb.current")).to_have_text(street, timeout=20_000)
+            page.wait_for_timeout(800)
+            street_url = page.url
+            page.screenshot(path=str(ARTIFACTS / "indicators_street.png"))
+
+            page.get_by_role("button", name="查看明细").click()
+            detail = page.locator("#ind-detail")
+            expect(detail).to_be_visible(timeout=20_000)
+            expect(detail.locator("h3")).to_contain_text(street)
+            rows = detail.locator("td[data-dash-column=tracking_code]")
+            expect(rows.first).to_be_visible(timeout=20_000)
+            page.screenshot(path=str(ARTIFACTS / "indicators_list.png"))
+
+            with page.expect_download(timeout=30_000) as download:
+                detail.get_by_role("button", name="CSV").click()
+            body = Path(download.value.path()).read_bytes().decode("utf-8-sig")
+            (ARTIFACTS / "indicators_list.csv").write_text(body, encoding="utf-8")
+            listed = list(csv.DictReader(io.StringIO(body)))
+            assert listed and {"tracking_code", "resolved_at", "counted"} <= set(listed[0])
+            assert download.value.suggested_filename.endswith("_list.csv")
+
+            # the link reopens the same view
+            other = context.new_page()
+            other.goto(street_url)
+            expect(other.locator(".yw-crumb.current")).to_have_text(street, timeout=30_000)
+            expect(other.locator(".yw-ind-headline .yw-badge")).to_have_text("按时办结率")
+            other.close()
+        finally:
+            context.close()
+            browser.close()
+    assert not problems, problems
