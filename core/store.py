@@ -7,6 +7,13 @@ connection: code asks the store to ``query`` or to run a ``transaction``.
 >>> store = Store.open("/tmp/example.duckdb")
 >>> store.query("SELECT 42")
 [(42,)]
+
+Cluster mode (docs/cluster.md) opens a DuckLake whose catalog is a PostgreSQL database and
+whose data files live under a shared data path; the API is the same:
+
+>>> lake = Store.open_url("ducklake:postgresql://postgres@127.0.0.1/yw?data_path=/srv/lake")  # doctest: +SKIP
+>>> lake.mode
+'cluster'
 """
 
 from __future__ import annotations
@@ -22,10 +29,15 @@ from typing import Any
 
 import duckdb
 
-__all__ = ["Store", "StoreError", "spatial_extension_path"]
+__all__ = ["Store", "StoreError", "extension_path", "spatial_extension_path"]
 
 MIGRATIONS_PACKAGE = "core.migrations"
 _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
+LAKE_ALIAS = "lake"
+# statements that change the lake and so take the cluster write lock outside a transaction
+_WRITE = re.compile(
+    r"^\s*(?:--[^\n]*\n\s*)*(?:INSERT|UPDATE|DELETE|MERGE|COPY|TRUNCATE|DROP|ALTER"
+    r"|CREATE(?!\s+(?:OR\s+REPLACE\s+)?TEMP))\b", re.IGNORECASE)
 
 
 class StoreError(RuntimeError):
@@ -37,14 +49,33 @@ def spatial_extension_path() -> Path:
 
     Loading it by path means no ``INSTALL`` ever reaches the internet.
     """
-    import duckdb_extension_spatial
+    return extension_path("spatial")
 
-    base = Path(duckdb_extension_spatial.__path__[0])
-    found = sorted(base.rglob(f"v{duckdb.__version__}/spatial.duckdb_extension"))
+
+_EXTENSION_PACKAGES = {
+    "spatial": ("duckdb_extension_spatial", "duckdb-extension-spatial"),
+    # DuckLake's PostgreSQL catalog needs the extension under its file name postgres_scanner
+    "postgres_scanner": ("duckdb_extension_postgres_scanner",
+                         "duckdb-extension-postgres-scanner"),
+    "ducklake": ("duckdb_extension_ducklake", "duckdb-extension-ducklake"),
+}
+
+
+def extension_path(name: str) -> Path:
+    """The ``<name>.duckdb_extension`` file shipped by its PyPI wheel, for this DuckDB."""
+    import importlib
+
+    module, dist = _EXTENSION_PACKAGES[name]
+    try:
+        base = Path(importlib.import_module(module).__path__[0])
+    except ImportError as exc:
+        raise StoreError(f"the {name} extension needs the {dist}=={duckdb.__version__} "
+                         "package") from exc
+    found = sorted(base.rglob(f"v{duckdb.__version__}/{name}.duckdb_extension"))
     if not found:
         raise StoreError(
-            f"spatial extension for DuckDB {duckdb.__version__} not found under {base}; "
-            "install duckdb-extension-spatial of the same version"
+            f"{name} extension for DuckDB {duckdb.__version__} not found under {base}; "
+            f"install {dist} of the same version"
         )
     return found[0]
 
@@ -52,11 +83,27 @@ def spatial_extension_path() -> Path:
 class Store:
     """Owns the database connection; hands each thread its own cursor."""
 
-    def __init__(self, connection: duckdb.DuckDBPyConnection, url: str) -> None:
+    def __init__(self, connection: duckdb.DuckDBPyConnection, url: str, *,
+                 cluster: _ClusterParts | None = None) -> None:
         self._root = connection
         self.url = url
         self._local = threading.local()
         self._lock = threading.Lock()
+        self._cluster = cluster
+
+    @property
+    def mode(self) -> str:
+        """``"embedded"`` (one DuckDB file, one process) or ``"cluster"`` (DuckLake)."""
+        return "embedded" if self._cluster is None else "cluster"
+
+    @property
+    def dsn(self) -> str | None:
+        """The PostgreSQL catalog's connection string (cluster mode), else None."""
+        return None if self._cluster is None else self._cluster.dsn
+
+    @property
+    def lake_alias(self) -> str:
+        return LAKE_ALIAS
 
     @classmethod
     def open(cls, path: str | Path, *, migrate: bool = True, read_only: bool = False) -> Store:
@@ -74,6 +121,68 @@ class Store:
             store.migrate()
         return store
 
+    @classmethod
+    def open_url(cls, url: str, *, data_path: str | Path | None = None, migrate: bool = True,
+                 read_only: bool = False) -> Store:
+        """Open a store by URL: ``duckdb:///path/city.duckdb`` (or a plain path) is the
+        embedded file; ``ducklake:postgresql://user@host:port/db?data_path=/shared/lake`` is
+        cluster mode (catalog in that PostgreSQL database, Parquet files under data_path;
+        ``data_path`` here is used when the URL has none). Extensions load from their PyPI
+        wheels by path; nothing is ever downloaded.
+        """
+        if not url.startswith("ducklake:"):
+            return cls.open(Path(url.removeprefix("duckdb://")), migrate=migrate,
+                            read_only=read_only)
+        from core import cluster
+
+        try:
+            parsed = cluster.parse_lake_url(url)
+        except cluster.ClusterError as exc:
+            raise StoreError(str(exc)) from exc
+        folder = parsed.data_path or (str(data_path) if data_path is not None else None)
+        if not folder:
+            raise StoreError("a ducklake: store needs a data path: add ?data_path=/shared/lake "
+                             "to the URL (every process must see the same folder)")
+        if "://" not in folder and not read_only:
+            Path(folder).mkdir(parents=True, exist_ok=True)
+        con = duckdb.connect(config={"autoinstall_known_extensions": False})
+        parts = None
+        try:
+            for name in ("spatial", "postgres_scanner", "ducklake"):
+                con.execute(f"LOAD '{extension_path(name)}'")
+            parts = _ClusterParts(parsed.dsn, folder)
+            con.create_function("yw_nextval", parts.sequences.udf, [duckdb.sqltypes.VARCHAR],
+                                duckdb.sqltypes.BIGINT, type="arrow", side_effects=True)
+            target = _quote("ducklake:postgres:" + parsed.dsn)
+            folder_sql = _quote(folder.rstrip("/") + "/")
+            options = f"DATA_PATH {folder_sql}" + (", READ_ONLY" if read_only else "")
+            with parts.write_lock.held():  # the first ATTACH creates the catalog: one at a time
+                con.execute(f"ATTACH {target} AS {LAKE_ALIAS} ({options})")
+            con.execute(f"USE {LAKE_ALIAS}")
+        except (duckdb.Error, StoreError, cluster.ClusterError) as exc:
+            con.close()
+            if parts is not None:
+                parts.close()
+            if isinstance(exc, StoreError):
+                raise
+            raise StoreError(f"cannot open {cluster.redact(url)}: {exc}") from exc
+        store = cls(con, cluster.redact(url), cluster=parts)
+        if migrate and not read_only:
+            store.migrate()
+        return store
+
+    @classmethod
+    def from_settings(cls, settings: Any, *, migrate: bool = True) -> Store:
+        """The store ``settings`` name: ``storage_url`` when it is a ducklake: URL (data path
+        defaulting to ``<data_dir>/lake``), else the embedded ``settings.database_path``."""
+        url = settings.storage_url or ""
+        if url.startswith("ducklake:"):
+            store = cls.open_url(url, data_path=Path(settings.data_dir) / "lake",
+                                 migrate=migrate)
+            store.audit_dir = Path(settings.data_dir)  # the signed audit head: shared folder
+            return store
+        return cls.open(settings.database_path, migrate=migrate)
+
     # -- access ---------------------------------------------------------------------------
     def cursor(self) -> duckdb.DuckDBPyConnection:
         """This thread's cursor (created on first use)."""
@@ -81,8 +190,28 @@ class Store:
         if cur is None:
             with self._lock:
                 cur = self._root.cursor()
+            if self._cluster is not None:
+                cur.execute(f"USE {LAKE_ALIAS}")
+                cur = _LakeCursor(cur, self)
             self._local.cursor = cur
         return cur
+
+    def nextval(self, sequence: str, n: int = 1) -> list[int]:
+        """``n`` fresh values of ``sequence`` (a DuckDB sequence, or its PostgreSQL twin in
+        cluster mode): allocate ids first where DuckLake has no ``RETURNING``."""
+        if self._cluster is not None:
+            return self._cluster.sequences.take(sequence, n)
+        rows = self.cursor().execute("SELECT nextval(?) FROM range(?)", [sequence, n]).fetchall()
+        return [r[0] for r in rows]
+
+    @contextmanager
+    def write_lock(self) -> Iterator[None]:
+        """Cluster mode: hold the cluster-wide write lock (re-entrant); embedded: no-op."""
+        if self._cluster is None:
+            yield
+            return
+        with self._cluster.write_lock.held():
+            yield
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple]:
         """Run a read and return all rows."""
@@ -102,7 +231,38 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """All or nothing: commit when the block ends, roll back if it raises."""
+        """All or nothing: commit when the block ends, roll back if it raises.
+
+        In cluster mode the block holds the cluster write lock (taken before BEGIN, so the
+        transaction reads the latest committed snapshot): writers are serial across
+        processes, as they are in one embedded file.
+        """
+        if self._cluster is not None:
+            with self._cluster.write_lock.held():
+                self._local.in_transaction = True
+                try:
+                    yield from self._transaction()
+                finally:
+                    self._local.in_transaction = False
+            return
+        yield from self._transaction()
+
+    @contextmanager
+    def snapshot(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """Several reads from one consistent snapshot, then rolled back (read-only; no write
+        lock). On a lake the catalog is read once for the block instead of once per query.
+
+        >>> with store.snapshot() as cur:                       # doctest: +SKIP
+        ...     n = cur.execute("SELECT count(*) FROM incidents").fetchone()[0]
+        """
+        cur = self.cursor()
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            yield cur
+        finally:
+            cur.execute("ROLLBACK")
+
+    def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         cur = self.cursor()
         cur.execute("BEGIN TRANSACTION")
         try:
@@ -115,9 +275,16 @@ class Store:
 
     def close(self) -> None:
         self._root.close()
+        if self._cluster is not None:
+            self._cluster.close()
 
     # -- schema ---------------------------------------------------------------------------
     def schema_version(self) -> int:
+        if self._cluster is not None:  # information_schema costs ~0.5 s on a lake: ask directly
+            try:
+                return self.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations")[0]
+            except duckdb.CatalogException:
+                return 0
         row = self.query_one(
             "SELECT count(*) FROM information_schema.tables WHERE table_name = 'schema_migrations'"
         )
@@ -126,7 +293,14 @@ class Store:
         return self.query_one("SELECT coalesce(max(version), 0) FROM schema_migrations")[0]
 
     def migrate(self) -> list[str]:
-        """Apply every migration newer than the database, each in its own transaction."""
+        """Apply every migration newer than the database, each in its own transaction.
+
+        Cluster mode adapts each script to DuckLake first (core.cluster_sql: constraints,
+        indexes and sequences) and records every change in ``cluster_adaptations``.
+        """
+        if self._cluster is not None:
+            with self._cluster.write_lock.held():  # one process migrates; the others wait
+                return self._migrate_lake()
         current = self.schema_version()
         applied = []
         for version, name, sql in _migrations():
@@ -149,6 +323,130 @@ class Store:
                 raise StoreError(f"migration {version:03d}_{name} failed: {exc}") from exc
             applied.append(f"{version:03d}_{name}")
         return applied
+
+
+    def _migrate_lake(self) -> list[str]:
+        from core.cluster_sql import adapt_migration
+
+        current = self.schema_version()
+        applied = []
+        for version, name, sql in _migrations():
+            if version <= current:
+                continue
+            statements, notes = adapt_migration(sql)
+            try:
+                for stmt in statements:  # PostgreSQL sequences first (idempotent)
+                    if stmt.kind == "sequence":
+                        self._cluster.sequences.create(stmt.name, stmt.start)
+                with self.transaction() as cur:
+                    if version == 1:
+                        cur.execute(
+                            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER"
+                            " NOT NULL, name VARCHAR NOT NULL, applied_at TIMESTAMP NOT NULL)")
+                        cur.execute(
+                            "CREATE TABLE IF NOT EXISTS cluster_adaptations (version INTEGER"
+                            " NOT NULL, object VARCHAR NOT NULL, change VARCHAR NOT NULL)")
+                    for stmt in statements:
+                        if stmt.kind == "sql":
+                            cur.execute(stmt.sql)
+                    if notes:
+                        cur.executemany("INSERT INTO cluster_adaptations VALUES (?, ?, ?)",
+                                        [[version, n.object, n.change] for n in notes])
+                    cur.execute(
+                        "INSERT INTO schema_migrations VALUES (?, ?, ?)",
+                        [version, name, datetime.now(UTC).replace(tzinfo=None)],
+                    )
+            except Exception as exc:
+                if not isinstance(exc, duckdb.Error) and type(exc).__module__.split(".")[0] \
+                        not in ("psycopg", "core"):
+                    raise
+                raise StoreError(f"migration {version:03d}_{name} failed: {exc}") from exc
+            applied.append(f"{version:03d}_{name}")
+        return applied
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+class _ClusterParts:
+    """The PostgreSQL side of a cluster store: write lock and sequences."""
+
+    def __init__(self, dsn: str, data_path: str) -> None:
+        from core.cluster import Sequences, WriteLock
+
+        self.dsn = dsn
+        self.data_path = data_path
+        self.write_lock = WriteLock(dsn)
+        self.sequences = Sequences(dsn)
+
+    def close(self) -> None:
+        self.write_lock.close()
+        self.sequences.close()
+
+
+class _LakeCursor:
+    """A DuckDB cursor on the lake that rewrites ``nextval(`` and takes the cluster write
+    lock around a writing statement run outside a transaction (autocommit)."""
+
+    __slots__ = ("_cur", "_store")
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection, store: Store) -> None:
+        self._cur = cur
+        self._store = store
+
+    def _prepare(self, sql: str) -> str:
+        if "nextval" in sql.lower():
+            from core.cluster_sql import rewrite_nextval
+
+            return rewrite_nextval(sql)
+        return sql
+
+    def _locked(self, sql: str):
+        if getattr(self._store._local, "in_transaction", False) or not _WRITE.match(sql):
+            return _NO_LOCK
+        return self._store._cluster.write_lock.held()
+
+    def execute(self, sql: str, parameters: Any = None) -> _LakeCursor:
+        sql = self._prepare(sql)
+        with self._locked(sql):
+            if parameters is None:
+                self._cur.execute(sql)
+            else:
+                self._cur.execute(sql, parameters)
+        return self
+
+    def executemany(self, sql: str, parameters: Any = ()) -> _LakeCursor:
+        sql = self._prepare(sql)
+        with self._locked(sql):
+            self._cur.executemany(sql, parameters)
+        return self
+
+    def sql(self, query: str, *args: Any, **kwargs: Any):
+        return self._cur.sql(self._prepare(query), *args, **kwargs)
+
+    def query(self, query: str, *args: Any, **kwargs: Any):
+        return self._cur.query(self._prepare(query), *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cur, name)
+
+    def __enter__(self) -> _LakeCursor:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *exc: Any) -> None:
+        return None
+
+
+_NO_LOCK = _NoLock()
 
 
 def _migrations() -> list[tuple[int, str, str]]:

@@ -150,3 +150,15 @@ def test_each_thread_has_its_own_cursor(store: Store) -> None:
     assert len({id(seen[0]) for seen in cursors.values()}) == threads_n
     assert store.query("SELECT count(*), count(DISTINCT sensor_id) FROM readings") == [
         (threads_n * rows_n, threads_n)]
+
+
+def test_snapshot_reads_consistently_and_keeps_nothing(store: Store) -> None:
+    with store.snapshot() as cur:
+        before = cur.execute("SELECT count(*) FROM departments").fetchone()[0]
+        t = threading.Thread(target=lambda: store.query(
+            "INSERT INTO departments VALUES ('x', 'x', 'x', 'department', 'C')"))
+        t.start()
+        t.join()
+        assert cur.execute("SELECT count(*) FROM departments").fetchone()[0] == before
+        cur.execute("INSERT INTO departments VALUES ('y', 'y', 'y', 'department', 'C')")
+    assert store.query("SELECT code FROM departments ORDER BY code") == [("x",)]
