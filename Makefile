@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8050
 DATA_DIR ?= data
 
-.PHONY: setup demo serve test bench lint fmt browser-deps clean
+.PHONY: setup demo serve test bench soak lint fmt browser-deps clean
 
 # Re-installs only when pyproject.toml changes; a second `make` is instant.
 $(STAMP): pyproject.toml
@@ -29,6 +29,10 @@ test: setup
 
 bench: setup
 	$(BIN)/python tests/benchmarks/run.py $(BENCH_ARGS)
+
+# Wall screen left running (not part of `make test`): SOAK_ARGS="--minutes 5 --refresh 2"
+soak: setup
+	$(BIN)/python tests/soak.py $(SOAK_ARGS)
 
 lint: setup
 	$(BIN)/ruff check .
