@@ -116,7 +116,8 @@ def test_leader_drills_to_the_worst_street_and_exports(demo_server: str) -> None
             values = _values(page)
             assert len(values) == 9 and values == sorted(values), values  # worst (lowest) first
             district, worst_value = _worst(page)
-            page.screenshot(path=str(ARTIFACTS / "indicators_city.png"))
+            page.screenshot(path=str(ARTIFACTS / "indicators_city.png"), animations="disabled",
+                            timeout=90_000)  # a loaded 2-core CI machine renders slowly
 
             _click_area(page, district)
             expect(page.locator(".yw-crumb.current")).to_have_text(district, timeout=20_000)
@@ -125,14 +126,16 @@ def test_leader_drills_to_the_worst_street_and_exports(demo_server: str) -> None
             expect(page.locator(".yw-ind-big")).to_have_text(f"{worst_value:.1f}%")
             query = parse_qs(urlsplit(page.url).query)
             assert query["ind"] == ["resolve_on_time"] and len(query["code"][0]) > 6
-            page.screenshot(path=str(ARTIFACTS / "indicators_district.png"))
+            page.screenshot(path=str(ARTIFACTS / "indicators_district.png"), animations="disabled",
+                            timeout=90_000)  # a loaded 2-core CI machine renders slowly
 
             street, _value = _worst(page)
             _click_area(page, street)
             expect(page.locator(".yw-crumb.current")).to_have_text(street, timeout=20_000)
             page.wait_for_timeout(800)
             street_url = page.url
-            page.screenshot(path=str(ARTIFACTS / "indicators_street.png"))
+            page.screenshot(path=str(ARTIFACTS / "indicators_street.png"), animations="disabled",
+                            timeout=90_000)  # a loaded 2-core CI machine renders slowly
 
             page.get_by_role("button", name="查看明细").click()
             detail = page.locator("#ind-detail")
@@ -140,7 +143,8 @@ def test_leader_drills_to_the_worst_street_and_exports(demo_server: str) -> None
             expect(detail.locator("h3")).to_contain_text(street)
             rows = detail.locator("td[data-dash-column=tracking_code]")
             expect(rows.first).to_be_visible(timeout=20_000)
-            page.screenshot(path=str(ARTIFACTS / "indicators_list.png"))
+            page.screenshot(path=str(ARTIFACTS / "indicators_list.png"), animations="disabled",
+                            timeout=90_000)  # a loaded 2-core CI machine renders slowly
 
             with page.expect_download(timeout=30_000) as download:
                 detail.get_by_role("button", name="CSV").click()
