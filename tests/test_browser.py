@@ -3,91 +3,34 @@ English, logout. Screenshots go to tests/artifacts/ (1920×1080)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import pytest
+from browser_support import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    VIEWPORT,
+    open_page,
+    require_chromium,
+    serving,
+)
 from conftest import TINY_PASSWORD, build_tiny_city
 
 from core.store import Store
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
-VIEWPORT = {"width": 1920, "height": 1080}
-
-
-def _require_chromium() -> None:
-    if Path(CHROMIUM).exists():
-        return
-    msg = f"{CHROMIUM} not installed (apt-get install -y chromium fonts-noto-cjk)"
-    if os.environ.get("REQUIRE_SERVICES") == "1":
-        pytest.fail(msg + " and REQUIRE_SERVICES=1")
-    pytest.skip(msg)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, proc: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError(f"yiwang serve exited with {proc.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"yiwang serve not healthy at {url} after {timeout}s")
-
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[str]:
-    _require_chromium()
+    require_chromium()
     store = Store.open(tmp_path / "city.duckdb")
     build_tiny_city(store)
     store.close()
-    port = _free_port()
-    yiwang = Path(sys.executable).with_name("yiwang")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("YIWANG_")}
-    env["YIWANG_TOTP_REQUIRED"] = "false"  # the tiny city's commander logs in with a password
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [str(yiwang), "serve", "--data-dir", str(tmp_path), "--port", str(port), "--threads", "4"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
+    with serving(tmp_path) as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-    output = (tmp_path / "serve.log").read_text()
-    assert proc.returncode == 0, output
-    assert "Yiwang stopped" in output, output
 
 
 def test_login_map_drill_language_logout(server: str) -> None:
@@ -97,19 +40,7 @@ def test_login_map_drill_language_logout(server: str) -> None:
     problems: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport=VIEWPORT, locale="zh-CN")
-
-        def guard(route) -> None:
-            if urlsplit(route.request.url).hostname != "127.0.0.1":
-                problems.append(f"request to another host: {route.request.url}")
-                route.abort()
-            else:
-                route.continue_()
-
-        context.route("**/*", guard)
-        page = context.new_page()
-        page.on("console", lambda m: m.type == "error" and problems.append(f"console: {m.text}"))
-        page.on("pageerror", lambda exc: problems.append(f"page error: {exc}"))
+        page = open_page(browser, problems, viewport=VIEWPORT, locale="zh-CN")
         try:
             page.goto(server + "/")
             assert page.url.startswith(server + "/login")

@@ -4,25 +4,14 @@ verifies and closes. Screenshots go to tests/artifacts/incident_*.png (1920×108
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, serving
+from browser_support import require_chromium as _require_chromium
 from conftest import TINY_PASSWORD, build_tiny_city
-from test_browser import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    VIEWPORT,
-    _free_port,
-    _require_chromium,
-    _wait_healthy,
-)
 from test_incident_machine import setup_incident_city
 
 from core.incidents import report_incident
@@ -41,28 +30,8 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
                     lon=0.3, lat=0.2, source="hotline", contact="13812345678",
                     description="市民来电：垃圾桶满溢两天无人清运。")
     store.close()
-    port = _free_port()
-    yiwang = Path(sys.executable).with_name("yiwang")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("YIWANG_")}
-    env["YIWANG_TOTP_REQUIRED"] = "false"
-    env["YIWANG_SCHEDULER_ENABLED"] = "false"
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [str(yiwang), "serve", "--data-dir", str(tmp_path), "--port", str(port), "--threads", "4"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
+    with serving(tmp_path, scheduler_enabled="false", check_exit=False) as url:
         yield url, tmp_path
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def test_commander_department_co_department_journey(server) -> None:

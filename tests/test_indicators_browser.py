@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,15 +13,8 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from test_browser import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    VIEWPORT,
-    _free_port,
-    _require_chromium,
-    _wait_healthy,
-)
+from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, VIEWPORT, serving, yiwang_env
+from browser_support import require_chromium as _require_chromium
 
 pytestmark = pytest.mark.browser
 PASSWORD = "Yiwang#2026"
@@ -35,34 +26,28 @@ def demo_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     _require_chromium()
     data = tmp_path_factory.mktemp("ind-browser")
     yiwang = Path(sys.executable).with_name("yiwang")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("YIWANG_")}
-    env["YIWANG_SCHEDULER_ENABLED"] = "false"
+    env = yiwang_env(scheduler_enabled="false")
     subprocess.run([str(yiwang), "build-demo", "--data-dir", str(data), "--days", "10",
                     "--sensors", "300", "--incidents", "6000"], check=True, env=env,
                    capture_output=True, timeout=300)
-    port = _free_port()
-    log = (data / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [str(yiwang), "serve", "--data-dir", str(data), "--port", str(port), "--threads", "4"],
-        cwd=data, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
+    with serving(data, scheduler_enabled="false", check_exit=False) as url:
         yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def _click_area(page, name: str) -> None:
-    """Click the map polygon under the label of ``name`` (labels themselves are inert)."""
-    box = page.locator(".yw-ind-label", has_text=name).first.bounding_box()
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    """Click the map polygon under the label of ``name`` (labels themselves are inert) until
+    the breadcrumbs show it: on a loaded machine the map may still be settling (flying to the
+    new bounds) when the first click lands."""
+    for _attempt in range(3):
+        box = page.locator(".yw-ind-label", has_text=name).first.bounding_box()
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        try:
+            page.wait_for_function(
+                "name => document.querySelector('.yw-crumb.current')?.textContent.trim() === name",
+                arg=name, timeout=15_000)
+            return
+        except Exception:  # noqa: BLE001 - Playwright's TimeoutError; click again
+            page.wait_for_timeout(1000)
 
 
 def _worst(page) -> tuple[str, float]:

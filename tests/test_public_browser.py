@@ -5,27 +5,16 @@ headless Chromium — report with a pin and a photo, get a code, the department 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 import requests
+from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from browser_support import require_chromium as _require_chromium
+from browser_support import serving as _serving
 from conftest import build_tiny_city
 from public_helpers import add_categories, close_incident, jpeg_with_exif
-from test_browser import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    _free_port,
-    _require_chromium,
-    _wait_healthy,
-)
 
 from core import public
 from core.store import Store
@@ -33,29 +22,9 @@ from core.store import Store
 PHONE = {"width": 390, "height": 844}
 
 
-@contextmanager
-def serving(data_dir: Path) -> Iterator[str]:
-    port = _free_port()
-    yiwang = Path(sys.executable).with_name("yiwang")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("YIWANG_")}
-    env["YIWANG_SCHEDULER_ENABLED"] = "false"
-    log = (data_dir / "serve.log").open("a")
-    proc = subprocess.Popen(
-        [str(yiwang), "serve", "--data-dir", str(data_dir), "--port", str(port),
-         "--threads", "4"], cwd=data_dir, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_healthy(url, proc)
-        yield url
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-    assert proc.returncode == 0, (data_dir / "serve.log").read_text()
+def serving(data_dir: Path):
+    """`yiwang serve` with the scheduler off (these tests drive every change themselves)."""
+    return _serving(data_dir, scheduler_enabled="false")
 
 
 @pytest.fixture

@@ -19,16 +19,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
+from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS
+from browser_support import free_port as _free_port
+from browser_support import require_chromium as _require_chromium
+from browser_support import wait_healthy as _wait_healthy
 from conftest import TINY_PASSWORD, build_tiny_city
 from layers_data import add_layer_data
-from test_browser import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    _free_port,
-    _require_chromium,
-    _wait_healthy,
-)
 
 from core.rollups import refresh_rollups
 from core.store import Store
