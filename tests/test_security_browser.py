@@ -4,46 +4,22 @@ timeout. Screenshot of the enrolment page goes to tests/artifacts/totp_enrol.png
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pyotp
 import pytest
+from browser_support import ARTIFACTS, CHROMIUM, CHROMIUM_ARGS, serving
+from browser_support import require_chromium as _require_chromium
 from conftest import TINY_PASSWORD, build_tiny_city
 
 from core.store import Store
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync"]
-ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
 IDLE_SECONDS = 6
-
-
-def _require_chromium() -> None:
-    if Path(CHROMIUM).exists():
-        return
-    msg = f"{CHROMIUM} not installed (apt-get install -y chromium fonts-noto-cjk)"
-    if os.environ.get("REQUIRE_SERVICES") == "1":
-        pytest.fail(msg + " and REQUIRE_SERVICES=1")
-    pytest.skip(msg)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -53,38 +29,10 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path
     store = Store.open(tmp_path / "city.duckdb")
     build_tiny_city(store)
     store.close()
-    port = _free_port()
-    yiwang = Path(sys.executable).with_name("yiwang")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("YIWANG_")}
-    env.update({"YIWANG_CONFIG": str(tmp_path / "absent.toml"),
-                "YIWANG_LOGIN_MAX_FAILURES": "3",
-                "YIWANG_IDLE_TIMEOUT_MINUTES": str(IDLE_SECONDS / 60),
-                "YIWANG_SCHEDULER_ENABLED": "false"})
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [str(yiwang), "serve", "--data-dir", str(tmp_path), "--port", str(port),
-         "--threads", "4"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                assert time.monotonic() < deadline, "yiwang serve not healthy"
-                time.sleep(0.2)
+    with serving(tmp_path, check_exit=False, config=str(tmp_path / "absent.toml"),
+                 login_max_failures="3", idle_timeout_minutes=str(IDLE_SECONDS / 60),
+                 scheduler_enabled="false", totp_required="true") as url:
         yield url, tmp_path
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.fixture
