@@ -5,19 +5,12 @@ claiming the same name is refused, an unknown account is refused."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
+from browser_support import CHROMIUM, CHROMIUM_ARGS, free_port, require_chromium, serving
 from conftest import build_tiny_city
-from test_security_browser import CHROMIUM, CHROMIUM_ARGS, _free_port, _require_chromium
 
 from core.store import Store
 
@@ -26,10 +19,10 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[str]:
-    _require_chromium()
+    require_chromium()
     from oidc_provider_mock import run_server_in_thread
 
-    with run_server_in_thread(port=_free_port()) as server:
+    with run_server_in_thread(port=free_port()) as server:
         yield f"http://127.0.0.1:{server.server_port}"
 
 
@@ -39,37 +32,9 @@ def server(provider: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     store = Store.open(tmp_path / "city.duckdb")
     build_tiny_city(store)
     store.close()
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("YIWANG_")}
-    env.update({"YIWANG_CONFIG": str(tmp_path / "absent.toml"),
-                "YIWANG_SCHEDULER_ENABLED": "false",
-                "YIWANG_OIDC_ISSUER": provider, "YIWANG_OIDC_CLIENT_ID": "yiwang",
-                "YIWANG_OIDC_CLIENT_SECRET": "yiwang-secret"})
-    log = (tmp_path / "serve.log").open("w")
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).with_name("yiwang")), "serve", "--data-dir", str(tmp_path),
-         "--port", str(port), "--threads", "4"],
-        cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
-            try:
-                with urllib.request.urlopen(url + "/healthz", timeout=2):
-                    break
-            except OSError:
-                assert time.monotonic() < deadline
-                time.sleep(0.2)
+    with serving(tmp_path, scheduler_enabled="false", oidc_issuer=provider,
+                 oidc_client_id="yiwang", oidc_client_secret="yiwang-secret") as url:
         yield url, tmp_path
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 def sso_login(page, url: str, subject: str) -> None:
