@@ -32,6 +32,8 @@ import re
 import secrets
 import threading
 import unicodedata
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,6 +55,8 @@ __all__ = [
     "read_checkpoint",
     "record",
     "search",
+    "sign_pending",
+    "signing",
     "verify_chain",
 ]
 
@@ -151,6 +155,7 @@ def audit_dir(store: Store) -> Path | None:
 
 
 def _key(directory: Path) -> bytes:
+    """The signing key of ``directory`` (created on first use)."""
     path = directory / KEY_FILE
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -183,6 +188,9 @@ def read_checkpoint(store: Store) -> dict[str, Any] | None:
         return {"seq": -1, "hash": "", "mac": ""}
 
 
+_KEYS: dict[str, bytes] = {}  # signing keys by folder (writing only; a check rereads the file)
+
+
 def _write_checkpoint(store: Store, seq: int, digest: str) -> None:
     directory = audit_dir(store)
     if directory is None:
@@ -191,7 +199,10 @@ def _write_checkpoint(store: Store, seq: int, digest: str) -> None:
     current = read_checkpoint(store)
     if current is not None and isinstance(current.get("seq"), int) and current["seq"] >= seq:
         return  # another writer already signed a later head
-    body = {"seq": seq, "hash": digest, "mac": _mac(_key(directory), seq, digest),
+    key = _KEYS.get(str(directory))
+    if key is None:
+        key = _KEYS[str(directory)] = _key(directory)
+    body = {"seq": seq, "hash": digest, "mac": _mac(key, seq, digest),
             "written_at": datetime.now(UTC).isoformat()}
     tmp = directory / f".{CHECKPOINT_FILE}.{os.getpid()}.{threading.get_ident()}"
     with open(tmp, "w", encoding="utf-8") as fh:
@@ -223,16 +234,48 @@ def record(store: Store, actor: str, action: str, *, target: str | None = None,
     with _write_lock:
         try:
             if cursor is not None:
-                seq, digest = _append(cursor, ts, actor, action, target, detail)
-                _remember(store, seq, digest)
+                seq, digest = _append(store, cursor, ts, actor, action, target, detail)
+                batch = getattr(_signing, "batch", None)
+                if batch is not None and batch[0] is store:
+                    batch[1].append((seq, digest))
+                else:
+                    _remember(store, seq, digest)
                 return seq
             _flush_pending(store)
             with store.transaction() as cur:
-                seq, digest = _append(cur, ts, actor, action, target, detail)
+                seq, digest = _append(store, cur, ts, actor, action, target, detail)
             _write_checkpoint(store, seq, digest)
         except (duckdb.Error, OSError) as exc:
             raise AuditError(f"audit entry {action!r} by {actor!r} not written: {exc}") from exc
         return seq
+
+
+_signing = threading.local()
+
+
+@contextmanager
+def signing(store: Store) -> Iterator[None]:
+    """Sign the head after the block when it ends without an error: for a block around a
+    transaction whose entries are appended with ``record(..., cursor=...)``, once it has
+    committed. (Without it, such entries are signed when seen committed by the next
+    standalone entry, ``sign_pending`` or a check.)
+
+    >>> with signing(store), store.transaction() as cur:       # doctest: +SKIP
+    ...     record(store, "li.wei", "incident.claim", cursor=cur)
+    """
+    outer = getattr(_signing, "batch", None)
+    _signing.batch = (store, [])
+    try:
+        yield
+        appended = _signing.batch[1]
+    finally:
+        _signing.batch = outer
+    if appended:
+        try:
+            with _write_lock:
+                _write_checkpoint(store, *max(appended))
+        except OSError as exc:
+            raise AuditError(f"audit head not signed: {exc}") from exc
 
 
 # Entries appended inside a caller's transaction: signed once seen committed (by the next
@@ -247,6 +290,16 @@ def _remember(store: Store, seq: int, digest: str) -> None:
         waiting = _pending.setdefault(str(directory), [])
         waiting.append((seq, digest))
         del waiting[:-_MAX_PENDING]
+
+
+def sign_pending(store: Store) -> None:
+    """Sign the head after a caller committed a transaction holding entries appended with
+    ``record(..., cursor=...)`` (call outside any transaction of this thread)."""
+    try:
+        with _write_lock:
+            _flush_pending(store)
+    except (duckdb.Error, OSError) as exc:
+        raise AuditError(f"audit head not signed: {exc}") from exc
 
 
 def _flush_pending(store: Store) -> None:
@@ -265,12 +318,32 @@ def _flush_pending(store: Store) -> None:
         _write_checkpoint(store, *max(committed))
 
 
-def _append(cur, ts, actor, action, target, detail) -> tuple[int, str]:
-    last = cur.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+# The last entry this process appended, per database: a hint checked with two key lookups
+# (the entry is there with that hash and has no successor) instead of a scan for the last
+# entry, which grows with the log. A stale hint (rolled back, or another process appended)
+# falls back to the scan.
+_HINTS: dict[str, tuple[int, str]] = {}
+
+
+def _last_entry(store: Store, cur) -> tuple[int, str] | None:
+    hint = _HINTS.get(getattr(store, "url", ""))
+    if hint is not None:
+        found = dict(cur.execute("SELECT seq, hash FROM audit_log WHERE seq IN (?, ?)",
+                                 [hint[0], hint[0] + 1]).fetchall())
+        if found.get(hint[0]) == hint[1] and hint[0] + 1 not in found:
+            return hint
+    return cur.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+
+
+def _append(store: Store, cur, ts, actor, action, target, detail) -> tuple[int, str]:
+    last = _last_entry(store, cur)
     seq, prev = (last[0] + 1, last[1]) if last else (1, GENESIS)
     digest = _entry_hash(prev, seq, ts, actor, action, target, detail)
     cur.execute("INSERT INTO audit_log VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [seq, ts, actor, action, target, detail, prev, digest])
+    url = getattr(store, "url", "")
+    if url and not url.endswith(":memory:"):
+        _HINTS[url] = (seq, digest)
     return seq, digest
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from core.incident_rules import _cached, _scope_of
 from core.incidents import Incident
 from core.roles import Role
 from core.scope import Scope, scope_for
@@ -23,7 +24,7 @@ from core.sla import utcnow
 from core.store import Store
 from core.users import User
 
-__all__ = ["board", "get_incident", "inbox", "co_tasks", "extensions", "list_incidents",
+__all__ = ["board", "get_incident", "inbox", "inbox_counts", "co_tasks", "extensions", "list_incidents",
            "mark_read",
            "mask_contact", "nearby_sensors", "notifications", "timeline", "unread_count",
            "visible_filter"]
@@ -68,7 +69,7 @@ def _sees_contact(scope: Scope, inc: Incident) -> bool:
 
 def get_incident(store: Store, user: User, incident_id: int) -> Incident | None:
     """One incident the user may see (contact masked unless they need it), else None."""
-    from core.incidents import _SELECT
+    from core.incident_rules import _SELECT
 
     scope = scope_for(store, user)
     where, params = visible_filter(scope, "i")
@@ -94,38 +95,115 @@ _DUE = ("CASE WHEN i.status IN ('reported', 'dispatched', 'returned') THEN i.cla
         " ELSE i.resolve_due END")
 
 
-def inbox(store: Store, user: User, *, now: datetime | None = None, limit: int = 200
-          ) -> list[dict[str, Any]]:
+_OPEN_INBOX = ("i.status IN ('dispatched', 'claimed', 'in_progress', 'reopened', 'resolved')")
+# the inbox order as one sortable key: overdue first, then the nearest deadline, then id
+_LATE = f"coalesce({_DUE} < ?, false)"
+_DUE_KEY = f"coalesce({_DUE}, TIMESTAMP '9999-12-31 00:00:00')"  # NULL deadlines last
+
+
+def _inbox_where(store: Store, scope: Scope) -> tuple[str, list, frozenset[int]]:
+    """The inbox's condition on ``incidents i`` without joins: lead department, a pending
+    co-task (ids read first: few), social-help categories for a social organisation, and the
+    jurisdiction subtree (skipped when it is the whole city). Also the co-task ids."""
+    depts = sorted(scope.departments or ())
+    co = [r[0] for r in store.query(
+        "SELECT DISTINCT incident_id FROM incident_co_tasks WHERE status = 'pending'"
+        " AND department_code IN (SELECT unnest(?::VARCHAR[]))", [depts])]
+    mine = ["list_contains(?, i.department_code)"]
+    params: list = [depts]
+    if co:
+        mine.append("list_contains(?, i.id)")
+        params.append(co)
+    if scope.role is Role.SOCIAL_ORG:
+        social = [r[0] for r in store.query(
+            "SELECT code FROM incident_categories WHERE social_help")]
+        mine.append("(i.status = 'dispatched' AND list_contains(?, i.category))")
+        params.append(social)
+    where = f"{_OPEN_INBOX} AND ({' OR '.join(mine)})"
+    if not _whole_city(store, scope):
+        jwhere, jparams = scope.jurisdiction_filter("i.jurisdiction_code")
+        where += f" AND {jwhere}"
+        params += jparams
+    return where, params, frozenset(co)
+
+
+def _whole_city(store: Store, scope: Scope) -> bool:
+    """Does the scope's subtree hold every jurisdiction (then no filter is needed)?"""
+    return _cached(store, ("whole", scope.root_path), lambda: store.query_one(
+        "SELECT count(*) FROM jurisdictions WHERE NOT starts_with(path, ?)",
+        [scope.root_path])[0] == 0)
+
+
+def _box(row: dict[str, Any], depts: frozenset[str], co: frozenset[int]) -> str:
+    status, lead = row["status"], row["department_code"] in depts
+    if lead and status in ("claimed", "in_progress"):
+        return "mine"
+    if lead and status == "resolved":
+        return "waiting"
+    if lead and status in ("dispatched", "reopened"):
+        return "claimable"
+    if status == "dispatched" and row["id"] not in co:
+        return "claimable"  # a social organisation's social-help incident
+    return "co"
+
+
+def inbox(store: Store, user: User, *, now: datetime | None = None, limit: int = 200,
+          after: tuple | None = None) -> list[dict[str, Any]]:
     """The department's open work: claimable, mine (claimed/in progress/reopened), resolved
     awaiting verification and co-tasks; overdue first, then the nearest deadline.
 
-    Each row has ``box`` ('claimable' | 'mine' | 'co' | 'waiting'), ``due`` and ``overdue``.
+    Each row has ``box`` ('claimable' | 'mine' | 'co' | 'waiting'), ``due``, ``overdue`` and
+    ``key``; pass the last row's ``key`` as ``after`` for the next page (keyset pagination).
     Users without a department see nothing here (the dispatch board is theirs).
+
+    Two reads: the page's ids from the narrow columns (a scan of status, department and
+    deadlines only), then the page's rows with their names (by key).
     """
     now = now or utcnow()
-    scope = scope_for(store, user)
-    if not scope.business_data or not scope.departments:
+    scope = _scope_of(store, user)
+    if scope is None or not scope.business_data or not scope.departments:
         return []
-    depts = sorted(scope.departments)
-    jwhere, jparams = scope.jurisdiction_filter("i.jurisdiction_code")
-    social = ""
-    if scope.role is Role.SOCIAL_ORG:
-        social = (" OR (i.status = 'dispatched' AND i.category IN (SELECT code FROM"
-                  " incident_categories WHERE social_help))")
-    lead = "i.department_code IN (SELECT unnest(?::VARCHAR[]))"
-    sql = (
-        f"SELECT {_ROW}, CASE WHEN {lead} AND i.status IN ('claimed', 'in_progress') THEN 'mine'"
-        f" WHEN {lead} AND i.status = 'resolved' THEN 'waiting'"
-        f" WHEN {lead} AND i.status IN ('dispatched', 'reopened') THEN 'claimable'"
-        f" WHEN i.status = 'dispatched' AND NOT co.incident_id IS NOT NULL THEN 'claimable'"
-        f" ELSE 'co' END AS box, {_DUE} AS due, {_DUE} < ? AS overdue"
-        f"{_JOINS} LEFT JOIN (SELECT DISTINCT incident_id FROM incident_co_tasks"
-        f"   WHERE status = 'pending' AND department_code IN (SELECT unnest(?::VARCHAR[])))"
-        f" co ON co.incident_id = i.id"
-        f" WHERE i.status IN ('dispatched', 'claimed', 'in_progress', 'reopened', 'resolved')"
-        f" AND (({lead}){social} OR co.incident_id IS NOT NULL) AND {jwhere}"
-        f" ORDER BY overdue DESC, due ASC NULLS LAST, i.id LIMIT ?")
-    return store.query_dicts(sql, [depts, depts, depts, now, depts, depts, *jparams, limit])
+    where, params, co = _inbox_where(store, scope)
+    keyset, kparams = "", []
+    if after is not None:
+        late, due_key, last_id = after
+        keyset = (f" AND (NOT {_LATE}, {_DUE_KEY}, i.id) > (?, ?, ?)")
+        kparams = [now, not late, due_key, last_id]
+    page = store.query(
+        f"SELECT i.id, {_LATE} AS late, {_DUE_KEY} AS due_key FROM incidents i"
+        f" WHERE {where}{keyset} ORDER BY late DESC, due_key, i.id LIMIT ?",
+        [now, *params, *kparams, max(1, int(limit))])
+    if not page:
+        return []
+    marks = ", ".join(["?"] * len(page))
+    rows = store.query_dicts(f"SELECT {_ROW}, {_DUE} AS due{_JOINS} WHERE i.id IN ({marks})",
+                             [r[0] for r in page])
+    by_id = {r["id"]: r for r in rows}
+    depts = frozenset(scope.departments)
+    result = []
+    for incident_id, late, due_key in page:
+        row = by_id.get(incident_id)
+        if row is None:  # deleted between the two reads
+            continue
+        row["box"] = _box(row, depts, co)
+        row["overdue"] = bool(late)
+        row["key"] = (bool(late), due_key, incident_id)
+        result.append(row)
+    return result
+
+
+def inbox_counts(store: Store, user: User, *, now: datetime | None = None) -> dict[str, int]:
+    """How many incidents the inbox holds in all (``open``) and how many are ``overdue``
+    (one narrow scan; the inbox itself shows a page)."""
+    now = now or utcnow()
+    scope = _scope_of(store, user)
+    if scope is None or not scope.business_data or not scope.departments:
+        return {"open": 0, "overdue": 0}
+    where, params, _co = _inbox_where(store, scope)
+    total, late = store.query_one(
+        f"SELECT count(*), count(*) FILTER (WHERE {_DUE} < ?) FROM incidents i WHERE {where}",
+        [now, *params])
+    return {"open": total, "overdue": late}
 
 
 def list_incidents(store: Store, user: User, *, status: str | None = None,

@@ -14,9 +14,9 @@ its subtree (``jurisdictions.path`` prefix). Sensor indicators read only the rol
 
 Definitions (numerator / denominator; ``value`` is None when the denominator is 0):
 
-- ``claim_on_time`` 签收率: incidents reported in the period that were dispatched (have a
-  'dispatch' event) and whose first 'claim' event is at or before ``claim_due`` / incidents
-  reported in the period that were dispatched. × 100 (%).
+- ``claim_on_time`` 签收率: incidents reported in the period that were dispatched
+  (``first_dispatched_at`` set) and whose first 'claim' (``first_claimed_at``) is at or before
+  ``claim_due`` / incidents reported in the period that were dispatched. × 100 (%).
 - ``resolve_on_time`` 按时办结率: incidents resolved in the period (``resolved_at`` in the
   period) with ``resolved_at <= resolve_due`` / incidents resolved in the period. %.
 - ``resolution_rate`` 办结率: incidents reported in the period that are resolved
@@ -26,13 +26,19 @@ Definitions (numerator / denominator; ``value`` is None when the denominator is 
 - ``handling_hours`` 平均处置时长: mean hours from ``reported_at`` to ``resolved_at`` of the
   incidents resolved in the period (filtered on ``resolved_at``, like 按时办结率, so a short
   period is not biased towards quickly resolved cases).
-- ``return_rate`` 退单率: dispatched incidents reported in the period with a 'return' event /
-  dispatched incidents reported in the period. %.
-- ``repeat_rate`` 重复诉求率: incidents reported in the period with a 'reopen' event (the
-  citizen came back after closure) / incidents reported in the period. %.
+- ``return_rate`` 退单率: dispatched incidents reported in the period with a 'return' event
+  (``returned_count > 0``) / dispatched incidents reported in the period. %.
+- ``repeat_rate`` 重复诉求率: incidents reported in the period with a 'reopen' event
+  (``reopened_count > 0``: the citizen came back after closure) / incidents reported in the
+  period. %.
 - ``overdue`` 超期工单: incidents open now (status not resolved, verified or closed) whose
   ``resolve_due`` has passed. A snapshot at ``now``; the period is ignored.
-- ``supervised`` 督办工单: incidents reported in the period with a 'supervise' event.
+- ``supervised`` 督办工单: incidents reported in the period with a 'supervise' event
+  (``supervised_count > 0``).
+
+The event facts (first dispatch, first claim, return/reopen/supervise counts) are columns of
+``incidents`` kept by every transition (migration 007, contract C2), so no indicator scans
+``incident_events``: any event, whenever it happened, counts, as the event log says.
 - ``per_10k`` 万人工单量: incidents reported in the period per 10,000 residents
   (``jurisdictions.population`` of the jurisdiction).
 - ``sensor_online`` 感知设备在线率: sensors whose state is not 'offline' / all sensors
@@ -80,6 +86,7 @@ __all__ = [
 INCIDENT_LEVELS = ("city", "district", "street", "community")
 ALL_LEVELS = ("province", "city", "district", "street", "community", "grid")
 _DONE = "('resolved','verified','closed')"
+_DISPATCHED = "f.first_dispatched_at IS NOT NULL"
 _PARAM = re.compile(r"\$([a-z_]+)")
 
 
@@ -134,10 +141,6 @@ class Indicator:
     scale: float = 1.0
     digits: int = 1
     transform: Callable[[float | None], float | None] | None = field(default=None, compare=False)
-
-    @property
-    def needs_events(self) -> bool:
-        return "ev." in self.member_if or "ev." in self.count_if
 
     @property
     def snapshot(self) -> bool:
@@ -199,7 +202,7 @@ _LIST: tuple[Indicator, ...] = (
               "期内受理且已派单的工单中，在签收时限内签收的比例",
               "Share of dispatched incidents reported in the period that were claimed by "
               "their claim deadline",
-              member_if="ev.dispatched", count_if="ev.first_claim <= f.claim_due", scale=100),
+              member_if=_DISPATCHED, count_if="f.first_claimed_at <= f.claim_due", scale=100),
     _incident("resolve_on_time", "按时办结率", "On-time resolution rate", "%", "up",
               (90.0, 75.0), "resolved_at", "ratio",
               "期内办结的工单中，在办结时限内办结的比例",
@@ -224,12 +227,12 @@ _LIST: tuple[Indicator, ...] = (
               "reported_at", "ratio",
               "期内受理且已派单的工单中，发生过退单的比例",
               "Share of dispatched incidents reported in the period that were returned",
-              member_if="ev.dispatched", count_if="ev.returned", scale=100),
+              member_if=_DISPATCHED, count_if="f.returned_count > 0", scale=100),
     _incident("repeat_rate", "重复诉求率", "Repeat-request rate", "%", "down", (2.0, 5.0),
               "reported_at", "ratio",
               "期内受理的工单中，结案后因不满意被重新办理的比例",
               "Share of incidents reported in the period that were reopened after closure",
-              count_if="ev.reopened", scale=100),
+              count_if="f.reopened_count > 0", scale=100),
     _incident("overdue", "超期工单", "Overdue incidents", "", "down", None, "now", "count",
               "当前未办结且已超过办结时限的工单数（实时，不受时段影响）",
               "Open incidents past their resolution deadline now (ignores the period)",
@@ -238,7 +241,7 @@ _LIST: tuple[Indicator, ...] = (
               "reported_at", "count",
               "期内受理的工单中被督办的工单数",
               "Incidents reported in the period that were supervised (督办)",
-              member_if="ev.supervised", digits=0),
+              member_if="f.supervised_count > 0", digits=0),
     _incident("per_10k", "万人工单量", "Incidents per 10,000 residents", "", "down", None,
               "reported_at", "per_population",
               "期内受理的工单数 ÷ 常住人口 × 10000",
@@ -273,33 +276,6 @@ _KIDS = """kids AS (
     WHERE {selector} AND starts_with(c.path, $root)
 )"""
 
-# per-incident event flags, only those an indicator uses (fewer events scanned)
-_EVENT_FLAGS = {
-    "dispatched": ("dispatch", "bool_or(action = 'dispatch')"),
-    "first_claim": ("claim", "min(ts) FILTER (WHERE action = 'claim')"),
-    "returned": ("return", "bool_or(action = 'return')"),
-    "reopened": ("reopen", "bool_or(action = 'reopen')"),
-    "supervised": ("supervise", "bool_or(action = 'supervise')"),
-}
-
-
-def _events_sql(ind: Indicator) -> str:
-    """The ``ev`` CTE. Its ``ts >= $start`` prunes safely: an incident's events are never
-    earlier than its report, and every event-based indicator filters on ``reported_at``."""
-    text = ind.member_if + " " + ind.count_if
-    used = [name for name in _EVENT_FLAGS if f"ev.{name}" in text]
-    actions = ", ".join(f"'{_EVENT_FLAGS[n][0]}'" for n in used)
-    flags = ",\n           ".join(f"{_EVENT_FLAGS[n][1]} AS {n}" for n in used)
-    return f""", ev AS (
-    SELECT incident_id,
-           {flags}
-    FROM incident_events
-    WHERE ts >= $start AND action IN ({actions})
-      AND incident_id IN (SELECT id FROM f)
-    GROUP BY incident_id
-)"""
-
-
 def _period_condition(ind: Indicator) -> str:
     if ind.period in ("reported_at", "resolved_at"):
         return f"i.{ind.period} >= $start AND i.{ind.period} < $end"
@@ -308,7 +284,9 @@ def _period_condition(ind: Indicator) -> str:
 
 # the incident columns the definitions use (``f`` may be materialised: keep it narrow)
 _FACT_COLUMNS = ("i.id, i.status, i.jurisdiction_code, i.department_code, i.reported_at,"
-                 " i.claim_due, i.resolve_due, i.claimed_at, i.resolved_at, i.rating")
+                 " i.claim_due, i.resolve_due, i.claimed_at, i.resolved_at, i.rating,"
+                 " i.first_dispatched_at, i.first_claimed_at, i.returned_count,"
+                 " i.reopened_count, i.supervised_count")
 
 
 def _incident_base(ind: Indicator, scope: Scope, selector: str,
@@ -322,11 +300,7 @@ def _incident_base(ind: Indicator, scope: Scope, selector: str,
     WHERE {_period_condition(ind)} AND {dept.replace("?", "$depts")}
 )"""
     )
-    from_sql = "f"
-    if ind.needs_events:
-        with_sql += _events_sql(ind)
-        from_sql = "f LEFT JOIN ev ON ev.incident_id = f.id"
-    return with_sql, from_sql
+    return with_sql, "f"
 
 
 def _incident_sql(ind: Indicator, scope: Scope, selector: str, bucket: str | None) -> str:

@@ -11,7 +11,7 @@ import pytest
 import test_incident_machine as machine
 from test_incident_machine import T0, user
 
-import core.incidents as incidents_module
+import core.incident_rules as incidents_module
 from core.incident_views import board, get_incident, inbox, notifications, timeline
 from core.incidents import Status, TransitionRefused, escalate_overdue, report_incident, transition
 from core.store import Store

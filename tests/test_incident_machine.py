@@ -295,11 +295,24 @@ def test_rating_and_reopen_after_a_bad_rating(city: Store) -> None:
         transition(city, None, inc.id, "rate", rating=5)
     reopened = transition(city, cmd, inc.id, "reopen", note="回访不满意")
     assert reopened.status is Status.REOPENED and reopened.closed_at is None
+    assert reopened.rating is None  # the citizen rates again after the second closure
     assert transition(city, cg, inc.id, "claim").status is Status.CLAIMED
-    actions = [r[0] for r in city.query("SELECT action FROM incident_events WHERE incident_id"
-                                        " = ? ORDER BY seq", [inc.id])]
-    assert actions == ["report", "dispatch", "claim", "start", "resolve", "verify", "close",
-                       "rate", "reopen", "claim"]
+    for actor, action, kw in [(cg, "start", {}), (cg, "resolve", {"note": "再次清运"}),
+                              (cmd, "verify", {}), (cmd, "close", {})]:
+        transition(city, actor, inc.id, action, **kw)
+    assert transition(city, None, inc.id, "rate", rating=5).rating == 5
+    with pytest.raises(TransitionRefused, match="rated already"):
+        transition(city, None, inc.id, "rate", rating=4)
+    with pytest.raises(TransitionRefused, match="bad rating"):
+        transition(city, cmd, inc.id, "reopen", note="x")
+    events = city.query("SELECT action, note FROM incident_events WHERE incident_id = ?"
+                        " ORDER BY seq", [inc.id])
+    assert [a for a, _ in events] == [
+        "report", "dispatch", "claim", "start", "resolve", "verify", "close", "rate", "reopen",
+        "claim", "start", "resolve", "verify", "close", "rate"]
+    ratings = [n for a, n in events if a == "rate"]  # the old rating stays in the events
+    assert "1 星" in ratings[0] and "5 星" in ratings[1]
+    assert city.query_one("SELECT rating FROM incidents WHERE id = ?", [inc.id]) == (5,)
 
 
 def test_social_org_claims_social_help_incidents_only(city: Store) -> None:

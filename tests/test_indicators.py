@@ -72,7 +72,17 @@ def _incidents(rng: np.random.Generator, n: int = 420) -> tuple[pd.DataFrame, pd
                                 ev.append((t + timedelta(hours=4), "claim"))
                                 claimed_at, resolved_at, status = (t + timedelta(hours=4), None,
                                                                    "in_progress")
+        # the event facts core keeps on the incident (migration 007, contract C2)
+        def first(action: str, ev=ev) -> datetime | None:
+            return min((ts for ts, a in ev if a == action), default=None)
+
+        def count(action: str, ev=ev) -> int:
+            return sum(1 for _, a in ev if a == action)
+
         rows.append({
+            "first_dispatched_at": first("dispatch"), "first_claimed_at": first("claim"),
+            "returned_count": count("return"), "reopened_count": count("reopen"),
+            "supervised_count": count("supervise"),
             "id": i, "tracking_code": f"T{i:05d}", "category": "garbage",
             "priority": "normal", "status": status, "source": "hotline", "title": f"工单{i}",
             "description": None, "lon": 0.5, "lat": 0.5,
@@ -88,7 +98,8 @@ def _incidents(rng: np.random.Generator, n: int = 420) -> tuple[pd.DataFrame, pd
                            "department_code": None, "note": None})
     inc = pd.DataFrame(rows)
     inc["rating"] = inc["rating"].astype("Int32")
-    for col in ("claimed_at", "resolved_at", "closed_at"):
+    for col in ("claimed_at", "resolved_at", "closed_at", "first_dispatched_at",
+                "first_claimed_at"):
         inc[col] = pd.to_datetime(inc[col])
     return inc, pd.DataFrame(events)
 
@@ -439,11 +450,41 @@ def test_registry_declarations_are_complete() -> None:
     for ind in INDICATORS.values():
         assert ind.name_zh and ind.name_en and ind.definition_zh and ind.definition_en
         assert ind.good in ("up", "down") and ind.levels
-        if ind.needs_events:   # the events CTE prunes on ts >= start (see _events_sql)
-            assert ind.period == "reported_at", ind.id
         if ind.thresholds:
             good, bad = ind.thresholds
             assert (good > bad) if ind.good == "up" else (good < bad), ind.id
     assert INDICATORS["resolve_on_time"].level_of(80) == "warn"
     assert INDICATORS["handling_hours"].level_of(60) == "bad"
     assert pm25_iaqi(75) == 100 and pm25_iaqi(None) is None
+
+
+@pytest.mark.parametrize("ind_id", INCIDENT_IDS)
+def test_no_indicator_scans_the_event_log(city: Store, ind_id: str) -> None:
+    """Event facts come from the incident's own columns (contract C2): the SQL of every
+    incident indicator, its trend and its members reads no ``incident_events``."""
+    from core import indicators as mod
+
+    scope = _scope(city, "leader")
+    ind = INDICATORS[ind_id]
+    bucket = "floor((epoch($col) - epoch($start)) / $step)::BIGINT"
+    for sql in (mod._incident_sql(ind, scope, "c.parent_code = $code", None),
+                mod._incident_sql(ind, scope, "c.code = $code", bucket),
+                mod._incident_base(ind, scope, "c.code = $code", "i.*")[0]):
+        assert "incident_events" not in sql, (ind_id, sql)
+
+
+def test_facts_follow_later_events(city: Store) -> None:
+    """A return recorded after the period still counts for an incident reported in it (the
+    event log's answer): the facts are per incident, not per event inside the period."""
+    scope = _scope(city, "leader")
+    ref = Reference(city)
+    late = ref.ev[(ref.ev["action"] == "supervise")].merge(
+        ref.inc[["id", "reported_at"]], left_on="incident_id", right_on="id")
+    late = late[late["ts"] >= late["reported_at"] + timedelta(hours=24)]
+    assert not late.empty, "the fixture supervises some incidents a day or more later"
+    row = late.iloc[0]
+    start = row["reported_at"].to_pydatetime()
+    end = start + timedelta(hours=1)       # the supervise event is after this period's end
+    code = ref.inc.loc[ref.inc["id"] == row["incident_id"], "jurisdiction_code"].iloc[0]
+    got = evaluate_one(city, scope, "supervised", code=code, start=start, end=end, now=NOW)
+    assert got.value == ref.value("supervised", code, start, end) >= 1

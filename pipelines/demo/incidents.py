@@ -8,7 +8,7 @@ oldest incidents are mostly closed and the youngest sit at every open stage.
 The incident columns agree with the events: ``reported_at`` is the first ('report') event;
 ``claimed_at`` the last 'claim'; ``resolved_at`` the last 'resolve' while the status is
 resolved, verified or closed (else NULL); ``closed_at`` the 'close' while closed; ``rating``
-the 'rate' event's rating (kept after a reopening); ``claim_due``/``resolve_due`` are
+the 'rate' event's rating (cleared by a reopening); ``claim_due``/``resolve_due`` are
 ``reported_at`` plus the category's claim/resolve hours; ``department_code`` is the
 department of the last dispatch (the routed one before the first dispatch). Tracking codes
 are ``YW`` + local date + a 5-digit number of the day (``YW2026112800042``). ``version`` is
@@ -234,6 +234,18 @@ def _incident_rows(rng: np.random.Generator, f: pd.DataFrame, ev: pd.DataFrame, 
     rated = ev[ev["slot"] == "rate"].set_index("incident_id").index
     version = ev.groupby("incident_id").size().reindex(f["id"]).to_numpy().astype(np.int32)
     supervised = latest(["supervise"]).where(status != Status.CLOSED.value).to_numpy()
+    # the C2 facts (migration 007): what the events say, as core.incidents keeps them
+    first = ev.groupby(["incident_id", "action"])["ts"].min().unstack()
+    counts = ev.groupby(["incident_id", "action"]).size().unstack(fill_value=0)
+
+    def first_of(action: str) -> np.ndarray:
+        col = first[action] if action in first else pd.Series(dtype="datetime64[ns]")
+        return col.reindex(f["id"]).to_numpy()
+
+    def count_of(action: str) -> np.ndarray:
+        col = counts[action] if action in counts else pd.Series(dtype=np.int64)
+        return col.reindex(f["id"]).fillna(0).to_numpy().astype(np.int32)
+
     reported = pd.to_datetime(f["reported_s"], unit="s")
     local_day = pd.to_datetime(f["reported_s"] + tz_s, unit="s").dt.strftime("%Y%m%d")
     number = f.groupby(local_day.to_numpy()).cumcount() + 1
@@ -259,8 +271,15 @@ def _incident_rows(rng: np.random.Generator, f: pd.DataFrame, ev: pd.DataFrame, 
         "claimed_at": claimed,
         "resolved_at": resolved,
         "closed_at": closed,
-        "rating": pd.array(np.where(f["id"].isin(rated), f["rating"], None), dtype="Int32"),
+        # a reopening clears the rating (the citizen rates again after the next closure)
+        "rating": pd.array(np.where(f["id"].isin(rated) & (status != Status.REOPENED.value),
+                                    f["rating"], None), dtype="Int32"),
         "reporter_contact": contact,
         "version": version,
         "supervised_at": supervised,
+        "first_dispatched_at": first_of("dispatch"),
+        "first_claimed_at": first_of("claim"),
+        "returned_count": count_of("return"),
+        "reopened_count": count_of("reopen"),
+        "supervised_count": count_of("supervise"),
     })

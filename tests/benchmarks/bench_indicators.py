@@ -76,7 +76,13 @@ SELECT id, 'B' || id AS tracking_code, 'garbage_overflow' AS category, 'normal' 
        CASE WHEN dispatched AND resolve_ts < $end THEN resolve_ts END AS resolved_at,
        CASE WHEN dispatched AND resolve_ts < $end AND r7 < 0.7 THEN resolve_ts END AS closed_at,
        CASE WHEN dispatched AND resolve_ts < $end AND r7 < 0.45
-            THEN 1 + floor(r7 * 11.1)::INT END AS rating
+            THEN 1 + floor(r7 * 11.1)::INT END AS rating,
+       -- the event facts of contract C2, as the events below say
+       CASE WHEN dispatched THEN reported_at + INTERVAL 5 MINUTE END AS first_dispatched_at,
+       CASE WHEN dispatched AND claim_ts < $end THEN claim_ts END AS first_claimed_at,
+       returned::INT AS returned_count,
+       (dispatched AND resolve_ts < $end AND r7 < 0.01)::INT AS reopened_count,
+       (dispatched AND claim_ts < $end AND r7 > 0.95)::INT AS supervised_count
 FROM gen2;
 INSERT INTO incident_events BY NAME
 SELECT id AS incident_id, seq, ts, action, action AS to_status, 'bench' AS actor
