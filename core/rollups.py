@@ -1,4 +1,5 @@
-"""Rollups of sensor readings: ``sensor_latest`` and ``readings_hourly`` (contract A).
+"""Rollups of sensor readings: ``sensor_latest``, ``readings_hourly`` (contract A) and
+``sensor_hours`` (migration 011).
 
 Readers (layers, wall screen, indicators) never scan raw ``readings``. The load path
 (``core.ingest.load``) calls ``stage_deltas`` inside the transaction that inserts readings:
@@ -12,8 +13,11 @@ the same transactions as the readings and the rollups).
 
 ``readings_hourly`` has one row per (hour, kind, jurisdiction) at EVERY level: a district's
 row aggregates the readings of all sensors in its subtree (a sensor stands in a community;
-its ancestors come from ``jurisdictions.path``). ``full=True`` (or ``since``) recomputes
-from raw readings — for bulk loads that bypass the load path, like the demo build.
+its ancestors come from ``jurisdictions.path``). ``sensor_hours`` has one row per
+(hour, sensor) that reported in that hour: distinct sensors per hour in any scope (the wall
+screen's "sensors online yesterday"), staged in ``sensor_hour_deltas`` by the load path like
+the other deltas. ``full=True`` (or ``since``) recomputes from raw readings — for bulk loads
+that bypass the load path, like the demo build.
 
 >>> stats = refresh_rollups(store)                    # doctest: +SKIP  incremental
 >>> stats = refresh_rollups(store, full=True)         # doctest: +SKIP  rebuild everything
@@ -57,25 +61,28 @@ def _lock(store: Store) -> threading.Lock:
         return _LOCKS.setdefault(store, threading.Lock())
 
 
-# aggregated per (hour, sensor) on integer keys first, then per community
-_PER_COMMUNITY = """
-WITH per_sensor AS (
-    SELECT date_trunc('hour', r.ts) AS hour, r.sensor_id, count(*) AS n,
-           sum(r.value) AS total, min(r.value) AS min_value, max(r.value) AS max_value,
-           count(*) FILTER (WHERE r.value >= t.warn) AS warn_n,
-           count(*) FILTER (WHERE r.value >= t.alarm) AS alarm_n
-    FROM {source} r
-    JOIN (SELECT s.id, k.warn, k.alarm FROM sensors s JOIN sensor_kinds k ON k.kind = s.kind) t
-      ON t.id = r.sensor_id
-    WHERE {where}
-    GROUP BY 1, 2
-)
+# aggregated per (hour, sensor) on integer keys first (also the sensor-hours rollup) ...
+_PER_SENSOR = """
+SELECT date_trunc('hour', r.ts) AS hour, r.sensor_id, count(*) AS n,
+       sum(r.value) AS total, min(r.value) AS min_value, max(r.value) AS max_value,
+       count(*) FILTER (WHERE r.value >= t.warn) AS warn_n,
+       count(*) FILTER (WHERE r.value >= t.alarm) AS alarm_n
+FROM {source} r
+JOIN (SELECT s.id, k.warn, k.alarm FROM sensors s JOIN sensor_kinds k ON k.kind = s.kind) t
+  ON t.id = r.sensor_id
+WHERE {where}
+GROUP BY 1, 2
+"""
+
+# ... then per community
+_FROM_PER_SENSOR = """
 SELECT p.hour, s.kind, s.jurisdiction_code AS community, sum(p.n)::BIGINT AS n,
        sum(p.total) AS total, min(p.min_value) AS min_value, max(p.max_value) AS max_value,
        sum(p.warn_n)::BIGINT AS warn_n, sum(p.alarm_n)::BIGINT AS alarm_n
-FROM per_sensor p JOIN sensors s ON s.id = p.sensor_id
+FROM ({per_sensor}) p JOIN sensors s ON s.id = p.sensor_id
 GROUP BY ALL
 """
+_PER_COMMUNITY = _FROM_PER_SENSOR.replace("{per_sensor}", _PER_SENSOR)
 
 # per-community partial aggregates rolled up to every ancestor by the community's path
 _TO_EVERY_LEVEL = """
@@ -96,14 +103,26 @@ CASE WHEN v.value >= k.alarm THEN 'alarm' WHEN v.value >= k.warn THEN 'warning'
      ELSE 'normal' END
 """
 
+# MERGE, not INSERT … ON CONFLICT: cluster mode runs the same SQL on DuckLake. A reading
+# older than the one kept is filtered out in the source (no conditional WHEN clause).
 _UPSERT_LATEST = f"""
-INSERT INTO sensor_latest
-SELECT v.sensor_id, v.ts, v.value, {_STATE}
-FROM ({{latest}}) v
-JOIN sensors s ON s.id = v.sensor_id JOIN sensor_kinds k ON k.kind = s.kind
-ON CONFLICT (sensor_id) DO UPDATE SET ts = excluded.ts, value = excluded.value,
-    state = excluded.state
-WHERE excluded.ts >= sensor_latest.ts
+MERGE INTO sensor_latest AS t
+USING (
+    SELECT v.sensor_id, v.ts, v.value, {_STATE} AS state
+    FROM ({{latest}}) v
+    JOIN sensors s ON s.id = v.sensor_id JOIN sensor_kinds k ON k.kind = s.kind
+    LEFT JOIN sensor_latest o ON o.sensor_id = v.sensor_id
+    WHERE o.ts IS NULL OR v.ts >= o.ts
+) AS v ON t.sensor_id = v.sensor_id
+WHEN MATCHED THEN UPDATE SET ts = v.ts, value = v.value, state = v.state
+WHEN NOT MATCHED THEN INSERT VALUES (v.sensor_id, v.ts, v.value, v.state)
+"""
+
+_MARK_REFRESHED = """
+MERGE INTO rollup_state AS t
+USING (SELECT 'readings' AS name, now()::TIMESTAMP AS refreshed_at) AS s ON t.name = s.name
+WHEN MATCHED THEN UPDATE SET refreshed_at = s.refreshed_at
+WHEN NOT MATCHED THEN INSERT VALUES (s.name, s.refreshed_at)
 """
 
 
@@ -114,6 +133,8 @@ def stage_deltas(cur: duckdb.DuckDBPyConnection, relation: str) -> None:
                 f"{_PER_COMMUNITY.format(source=relation, where='true')}")
     cur.execute(f"INSERT INTO latest_deltas SELECT sensor_id, max(ts), arg_max(value, ts)"
                 f" FROM {relation} GROUP BY sensor_id")
+    cur.execute(f"INSERT INTO sensor_hour_deltas SELECT DISTINCT date_trunc('hour', r.ts),"
+                f" r.sensor_id FROM {relation} r WHERE r.sensor_id IN (SELECT id FROM sensors)")
 
 
 def refresh_rollups(store: Store, since: datetime | None = None, *, full: bool = False,
@@ -145,12 +166,10 @@ def _refresh(cur: duckdb.DuckDBPyConnection, since: datetime | None,
                         ).fetchone()[0] == 0
     full = full or never
     if full:
-        cur.execute("DELETE FROM rollup_deltas")
-        cur.execute("DELETE FROM latest_deltas")
-        cur.execute("DELETE FROM readings_hourly")
-        cur.execute("DELETE FROM sensor_latest")
-        per = _PER_COMMUNITY.format(source="readings", where="true")
-        cur.execute(f"INSERT INTO readings_hourly {_TO_EVERY_LEVEL.format(per_community=per)}")
+        for table in ("rollup_deltas", "latest_deltas", "sensor_hour_deltas", "readings_hourly",
+                      "sensor_latest", "sensor_hours"):
+            cur.execute(f"DELETE FROM {table}")
+        _from_raw(cur, "true", {})
         cur.execute(_UPSERT_LATEST.format(
             latest="SELECT sensor_id, max(ts) AS ts, arg_max(value, ts) AS value"
                    " FROM readings GROUP BY sensor_id"))
@@ -162,16 +181,36 @@ def _refresh(cur: duckdb.DuckDBPyConnection, since: datetime | None,
         if since is not None:
             h, r = _recompute_since(cur, since)
             hours, rows = hours + h, rows + r
-    cur.execute("INSERT OR REPLACE INTO rollup_state VALUES ('readings', now()::TIMESTAMP)")
+    cur.execute(_MARK_REFRESHED)
     return hours, rows, sensors, full
+
+
+def _from_raw(cur: duckdb.DuckDBPyConnection, where: str, params: dict) -> int:
+    """Insert the hourly rows and the sensor-hours of the raw readings matching ``where``
+    (one pass over ``readings``: the per-sensor-hour aggregate serves both); hourly rows
+    written."""
+    per_sensor = _PER_SENSOR.format(source="readings", where=where)
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE _per_sensor AS {per_sensor}", params)
+    try:
+        per = _FROM_PER_SENSOR.format(per_sensor="SELECT * FROM _per_sensor")
+        rows = cur.execute(f"INSERT INTO readings_hourly"
+                           f" {_TO_EVERY_LEVEL.format(per_community=per)}").fetchone()[0]
+        cur.execute("INSERT INTO sensor_hours SELECT hour, sensor_id FROM _per_sensor"
+                    " ORDER BY hour, sensor_id")
+    finally:
+        cur.execute("DROP TABLE IF EXISTS _per_sensor")
+    return rows
 
 
 def _merge(cur: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
     """Merge the staged deltas (only rows visible now; later appends wait for next time)."""
     cur.execute("CREATE OR REPLACE TEMP TABLE _rollup_delta AS SELECT * FROM rollup_deltas")
     cur.execute("CREATE OR REPLACE TEMP TABLE _latest_delta AS SELECT * FROM latest_deltas")
+    cur.execute("CREATE OR REPLACE TEMP TABLE _hours_delta AS"
+                " SELECT DISTINCT hour, sensor_id FROM sensor_hour_deltas")
     cur.execute("DELETE FROM rollup_deltas")
     cur.execute("DELETE FROM latest_deltas")
+    cur.execute("DELETE FROM sensor_hour_deltas")
     try:
         cur.execute(f"""
             CREATE OR REPLACE TEMP TABLE _rollup_merged AS
@@ -197,20 +236,35 @@ def _merge(cur: duckdb.DuckDBPyConnection) -> tuple[int, int, int]:
         moved = cur.execute(_UPSERT_LATEST.format(
             latest="SELECT sensor_id, max(ts) AS ts, arg_max(value, ts) AS value"
                    " FROM _latest_delta GROUP BY sensor_id")).fetchone()[0]
+        _merge_sensor_hours(cur)
     finally:
-        for temp in ("_rollup_delta", "_latest_delta", "_rollup_merged"):
+        for temp in ("_rollup_delta", "_latest_delta", "_rollup_merged", "_hours_delta"):
             cur.execute(f"DROP TABLE IF EXISTS {temp}")
     return hours, rows, moved
+
+
+def _merge_sensor_hours(cur: duckdb.DuckDBPyConnection) -> None:
+    """Add the staged (hour, sensor) pairs not yet in ``sensor_hours`` (a set: a sensor
+    reporting many times in an hour, over many loads, is one row). Only the hours of the
+    delta are compared; the table grows in time order, so the rest is skipped unread."""
+    first = cur.execute("SELECT min(hour) FROM _hours_delta").fetchone()[0]
+    if first is None:
+        return
+    cur.execute("""
+        INSERT INTO sensor_hours
+        SELECT d.hour, d.sensor_id FROM _hours_delta d
+        WHERE NOT EXISTS (SELECT 1 FROM sensor_hours h
+                          WHERE h.hour >= $first AND h.hour = d.hour
+                            AND h.sensor_id = d.sensor_id)
+        ORDER BY d.hour, d.sensor_id""", {"first": first})
 
 
 def _recompute_since(cur: duckdb.DuckDBPyConnection, since: datetime) -> tuple[int, int]:
     """Recompute every hour from ``since`` on from raw readings."""
     start = cur.execute("SELECT date_trunc('hour', ?::TIMESTAMP)", [since]).fetchone()[0]
     cur.execute("DELETE FROM readings_hourly WHERE hour >= ?", [start])
-    per = _PER_COMMUNITY.format(source="readings", where="r.ts >= $start")
-    rows = cur.execute(f"INSERT INTO readings_hourly"
-                       f" {_TO_EVERY_LEVEL.format(per_community=per)}",
-                       {"start": start}).fetchone()[0]
+    cur.execute("DELETE FROM sensor_hours WHERE hour >= ?", [start])
+    rows = _from_raw(cur, "r.ts >= $start", {"start": start})
     hours = cur.execute("SELECT count(DISTINCT hour) FROM readings_hourly WHERE hour >= ?",
                         [start]).fetchone()[0]
     return hours, rows

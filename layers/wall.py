@@ -23,7 +23,8 @@ from core.store import Store
 from layers.builtin import CITIZEN_SOURCES, indicator_values
 from layers.registry import LayerAccessError, LayerRequest, empty_collection, layer_features
 
-__all__ = ["KPI_RULES", "LOCAL_UTC_OFFSET", "VIEWS", "Kpi", "WallSnapshot", "WallView",
+__all__ = ["KPI_RULES", "LOCAL_UTC_OFFSET", "NO_RESOLVED_TODAY", "NO_SENSORS", "VIEWS", "Kpi",
+           "WallSnapshot", "WallView",
            "choropleth_values", "kpi_level", "stale_sources", "ticker", "wall_kpis",
            "wall_snapshot"]
 
@@ -61,15 +62,22 @@ VIEWS: dict[str, WallView] = {v.id: v for v in (
 
 
 # -- KPIs ------------------------------------------------------------------------------
+# why a tile has no value: nothing to divide by yet (the page words each reason)
+NO_RESOLVED_TODAY = "no_resolved_today"
+NO_SENSORS = "no_sensors"
+
+
 @dataclass(frozen=True)
 class Kpi:
-    """A wall tile: value now, value yesterday at the same time, unit, colour level."""
+    """A wall tile: value now, value yesterday at the same time, unit, colour level, and
+    why there is no value (``NO_RESOLVED_TODAY``, ``NO_SENSORS``) when ``value`` is None."""
 
     id: str
     value: float | None
     previous: float | None
     unit: str  # count | percent
     level: str  # ok | warn | alarm | none
+    why_none: str | None = None
 
     @property
     def change(self) -> float | None:
@@ -172,19 +180,20 @@ def _named(params: list) -> dict[str, Any]:
 
 def sensor_online(store: Store, scope: Scope, now: datetime) -> tuple[float | None, float | None]:
     """Percent of scoped sensors online now (``sensor_status``) and at this time yesterday
-    (sensors with a reading in the 30 minutes before; a time-bounded read of ``readings``
-    that DuckDB prunes by row-group statistics, since no rollup keeps distinct sensors)."""
+    (sensors that reported in the clock hour of that moment or the hour before, from the
+    ``sensor_hours`` rollup: raw readings are never scanned)."""
     where, params = scope.data_filter("jurisdiction_code", "department_code")
     yesterday = now - timedelta(days=1)
+    hour = yesterday.replace(minute=0, second=0, microsecond=0)
     total, online, prev_total, prev_online = store.query_one(
         "WITH s AS (SELECT id, installed_at FROM sensors WHERE " + where + ")"
         " SELECT (SELECT count(*) FROM sensor_status WHERE sensor_id IN (SELECT id FROM s)),"
         "  (SELECT count_if(state <> 'offline') FROM sensor_status"
         "   WHERE sensor_id IN (SELECT id FROM s)),"
         "  (SELECT count(*) FROM s WHERE installed_at <= ?),"
-        "  (SELECT count(DISTINCT r.sensor_id) FROM readings r"
-        "   WHERE r.ts > ? AND r.ts <= ? AND r.sensor_id IN (SELECT id FROM s))",
-        [*params, yesterday, yesterday - timedelta(minutes=30), yesterday])
+        "  (SELECT count(DISTINCT h.sensor_id) FROM sensor_hours h"
+        "   WHERE h.hour >= ? AND h.hour <= ? AND h.sensor_id IN (SELECT id FROM s))",
+        [*params, yesterday, hour - timedelta(hours=1), hour])
     return _pct(online, total), _pct(prev_online, prev_total)
 
 
@@ -237,8 +246,10 @@ def wall_kpis(store: Store, scope: Scope, now: datetime) -> list[Kpi]:
             kpi_level("open", c["open_now"], c["open_prev"])),
         Kpi("overdue", c["overdue_now"], c["overdue_prev"], "count",
             kpi_level("overdue", c["overdue_now"], base=c["open_now"])),
-        Kpi("on_time", on_time, on_time_prev, "percent", on_time_level),
-        Kpi("online", online, online_prev, "percent", online_level),
+        Kpi("on_time", on_time, on_time_prev, "percent", on_time_level,
+            None if on_time is not None else NO_RESOLVED_TODAY),
+        Kpi("online", online, online_prev, "percent", online_level,
+            None if online is not None else NO_SENSORS),
         Kpi("alerts", alerts["now"], alerts["prev"], "count", alert_level),
         Kpi("reports", c["reports_now"], c["reports_prev"], "count",
             kpi_level("reports", c["reports_now"], c["reports_prev"])),

@@ -57,6 +57,9 @@ def add_layer_data(store: Store, now: datetime = NOW, *, many_sensors: int = 0,
         for sid in (1, 3, 4):
             cur.execute("INSERT INTO readings VALUES (?, ?, 1.0)",
                         [sid, now - timedelta(days=1, minutes=10)])
+        # ... and the sensor-hours rollup the load path keeps for them (core.rollups)
+        cur.execute("INSERT INTO sensor_hours SELECT DISTINCT date_trunc('hour', ts), sensor_id"
+                    " FROM readings")
         cur.execute("INSERT INTO incident_categories VALUES"
                     " ('road_waterlogging', '道路积水', 'Road waterlogging', 'sw', 'high', 2, 24,"
                     "  false, false),"

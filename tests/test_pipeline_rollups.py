@@ -123,3 +123,34 @@ def test_sensor_latest_and_status_follow_new_readings(city: Store) -> None:
     refresh_rollups(city)
     assert city.query("SELECT value, state FROM sensor_latest WHERE sensor_id = 2") == [
         (5.5, "alarm")]
+
+
+def _sensor_hours(store: Store) -> list[tuple]:
+    return store.query("SELECT hour, sensor_id FROM sensor_hours ORDER BY ALL")
+
+
+def test_sensor_hours_is_the_set_of_sensors_reporting_per_hour(city: Store) -> None:
+    def from_raw() -> list[tuple]:
+        return city.query("SELECT DISTINCT date_trunc('hour', ts), sensor_id FROM readings"
+                          " ORDER BY ALL")
+
+    load(city, READINGS, _readings(T0, 120), run_id=1, source="t")
+    refresh_rollups(city)                                     # the first refresh is full
+    assert _sensor_hours(city) == from_raw() and len(from_raw()) == 8
+    # incremental: a new hour for sensor 1 only, a late reading in an hour already kept, and
+    # the same readings again: each (hour, sensor) stays one row
+    later = pa.table({"sensor_id": pa.array([1, 1, 3], pa.int32()),
+                      "ts": pa.array([T0 + timedelta(hours=3), T0 + timedelta(hours=3, minutes=5),
+                                      T0 + timedelta(minutes=1)]),
+                      "value": pa.array([4.0, 4.1, 50.0])})
+    load(city, READINGS, later, run_id=2, source="t")
+    load(city, READINGS, _readings(T0, 120), run_id=3, source="t")
+    refresh_rollups(city)
+    assert city.query_one("SELECT count(*) FROM sensor_hour_deltas")[0] == 0
+    assert _sensor_hours(city) == from_raw() and len(from_raw()) == 9
+    incremental = _sensor_hours(city)
+    refresh_rollups(city, full=True)
+    assert _sensor_hours(city) == incremental
+    city.query("DELETE FROM sensor_hours WHERE hour >= ?", [T0 + timedelta(hours=1)])
+    refresh_rollups(city, since=T0 + timedelta(minutes=90))
+    assert _sensor_hours(city) == incremental

@@ -35,7 +35,14 @@ from dashboard.mapview import (
 )
 from dashboard.shell import ids as shell_ids
 from layers import LayerRequest, get_layer, layer_features
-from layers.wall import LOCAL_UTC_OFFSET, VIEWS, Kpi, wall_snapshot
+from layers.wall import (
+    LOCAL_UTC_OFFSET,
+    NO_RESOLVED_TODAY,
+    NO_SENSORS,
+    VIEWS,
+    Kpi,
+    wall_snapshot,
+)
 
 dash.register_page(__name__, path="/wall", name=N_("Wall screen"), order=90,
                    roles=["commander", "leader", "grassroots"], title="一网统管 · 大屏")
@@ -229,6 +236,13 @@ def _request(viewport: dict[str, Any] | None, scope: Scope) -> LayerRequest:
                              root["max_lat"]), _estimate_zoom(bounds))
 
 
+# why a tile shows no number, instead of a bare dash
+WHY_NONE = {
+    NO_RESOLVED_TODAY: N_("No incident resolved yet today"),
+    NO_SENSORS: N_("No sensors in your area"),
+}
+
+
 def _format_kpi(kpi: Kpi, value: float | None) -> str:
     if value is None:
         return "—"
@@ -248,9 +262,13 @@ def _kpi_tile(kpi: Kpi) -> html.Div:
         shown = format_number(abs(change), digits) + (" pt" if kpi.unit == "percent" else "")
         delta = html.Span([_("vs yesterday"), " ", arrow, " ", shown],
                           className="yw-wall-delta " + ("bad" if bad else "good"))
+    if kpi.value is None and kpi.why_none in WHY_NONE:
+        value = html.Div(_(WHY_NONE[kpi.why_none]), className="yw-wall-kpi-value why-none")
+    else:
+        value = html.Div(_format_kpi(kpi, kpi.value), className="yw-wall-kpi-value")
     return html.Div(
         [html.Div(_(KPI_LABELS[kpi.id]), className="yw-wall-kpi-label"),
-         html.Div(_format_kpi(kpi, kpi.value), className="yw-wall-kpi-value"),
+         value,
          html.Div(delta, className="yw-wall-kpi-delta")],
         className=f"yw-wall-kpi level-{kpi.level}", id=f"wall-kpi-{kpi.id}",
     )

@@ -11,6 +11,9 @@ Reports per scale:
 
 Targets (issue 4): p95 ≤ 150 ms, ratio ≤ 2, ≤ 300 KB per refresh at any zoom.
 Run alone: ``python tests/benchmarks/bench_wall.py`` (``YIWANG_BENCH_LARGE=1`` for the big one).
+``YIWANG_BENCH_WALL_DATA=DIR`` keeps the large city in DIR and reuses it on the next run (the
+demo-scale measures are then skipped; building 100 M readings takes minutes on 2 cores). A
+kept city ages: its incidents and readings stop at the time it was built.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import re
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -193,6 +198,16 @@ def measure(store: Store, data_dir: str, label: str) -> list[dict]:
     return rows
 
 
+@contextmanager
+def _data_dir(keep: str | None) -> Iterator[str]:
+    """``keep`` when the city is to be kept, else a temporary folder removed afterwards."""
+    if keep and os.environ.get("YIWANG_BENCH_LARGE") == "1":
+        yield keep
+        return
+    with tempfile.TemporaryDirectory(prefix="yiwang-bench-wall-") as tmp:
+        yield tmp
+
+
 def grow(store: Store, readings: int = 100_000_000, incidents: int = 1_000_000) -> None:
     """Scale the demo city up with DuckDB SQL: copies of the incidents (new ids, spread over
     the same month) and synthetic readings of every sensor, appended in time order."""
@@ -221,9 +236,34 @@ def grow(store: Store, readings: int = 100_000_000, incidents: int = 1_000_000) 
                 [oldest, steps, steps])
 
 
+def _kept(data_dir: str) -> list[dict] | None:
+    """Measure a large city kept by an earlier run in ``data_dir`` (None: there is none)."""
+    settings = load_settings(data_dir=data_dir)
+    if not settings.database_path.exists():
+        return None
+    store = Store.open(settings.database_path)
+    try:
+        counts = store.query_one("SELECT (SELECT count(*) FROM readings),"
+                                 " (SELECT count(*) FROM incidents)")
+        if counts[0] < 100_000_000:
+            return None
+        return measure(store, data_dir, f"large, kept ({counts[0] / 1e6:.0f} M readings,"
+                                        f" {counts[1] / 1e6:.1f} M incidents)")
+    finally:
+        store.close()
+
+
 def run() -> list[dict]:
     rows: list[dict] = []
-    with tempfile.TemporaryDirectory(prefix="yiwang-bench-wall-") as tmp:
+    keep = os.environ.get("YIWANG_BENCH_WALL_DATA")
+    if keep and os.environ.get("YIWANG_BENCH_LARGE") == "1":
+        kept = _kept(keep)
+        if kept is not None:
+            return kept
+        os.makedirs(keep, exist_ok=True)
+        for name in os.listdir(keep):
+            os.remove(os.path.join(keep, name))
+    with _data_dir(keep) as tmp:
         settings = load_settings(data_dir=tmp)
         store = Store.open(settings.database_path)
         try:
