@@ -210,6 +210,55 @@
 
   window.yiwang = Object.assign({}, window.yiwang, { layers: layers });
 
+  // Every Leaflet map follows its container's size. Leaflet only watches the window; a map
+  // created while its grid cell was still settling (fonts, charts, a slow first render) kept
+  // the size it saw, so its SVG renderer clipped the polygons to a strip of that size and the
+  // map drew black or empty areas. A ResizeObserver calls invalidateSize on each change and,
+  // unless the user has moved the map since, fits again the bounds the page last asked for.
+  function followContainer() {
+    var map = this;
+    if (!window.ResizeObserver || map._ywResize) { return; }
+    var fit = map.fitBounds, fly = map.flyToBounds, pending = 0;
+    map.fitBounds = function (bounds, options) {
+      map._ywFit = [bounds, options];
+      return fit.apply(map, arguments);
+    };
+    map.flyToBounds = function (bounds, options) {
+      map._ywFit = [bounds, options];
+      return fly.apply(map, arguments);
+    };
+    var container = map.getContainer();
+    ["wheel", "dblclick", "keydown", "touchstart"].forEach(function (type) {
+      container.addEventListener(type, function () { map._ywFit = null; }, { passive: true });
+    });
+    map.on("dragstart", function () { map._ywFit = null; });
+    map._ywResize = new window.ResizeObserver(function () {
+      if (pending) { return; }
+      pending = window.requestAnimationFrame(function () {
+        pending = 0;
+        if (!map._loaded || !container.isConnected) { return; }
+        var before = map.getSize();
+        map.invalidateSize({ pan: false });   // fires moveend: the renderer redraws
+        var after = map.getSize();
+        if (map._ywFit && after.x > 0 && after.y > 0 && !after.equals(before)) {
+          fit.call(map, map._ywFit[0],
+                   Object.assign({}, map._ywFit[1] || {}, { animate: false }));
+        }
+      });
+    });
+    map._ywResize.observe(container);
+    map.on("unload", function () { map._ywResize.disconnect(); });
+  }
+
+  (function hookMaps(tries) {
+    var L = window.L;
+    if (L && L.Map && L.Map.addInitHook) {
+      if (!L.Map._ywFollows) { L.Map._ywFollows = true; L.Map.addInitHook(followContainer); }
+    } else if (tries < 400) {
+      window.setTimeout(function () { hookMaps(tries + 1); }, 25);
+    }
+  })(0);
+
   window.dash_clientside = Object.assign({}, window.dash_clientside, {
     yiwangLayers: {
       wallRotate: function (_n, config, current) {

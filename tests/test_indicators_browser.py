@@ -38,8 +38,14 @@ def _click_area(page, name: str) -> None:
     """Click the map polygon under the label of ``name`` (labels themselves are inert) until
     the breadcrumbs show it: on a loaded machine the map may still be settling (flying to the
     new bounds) when the first click lands."""
-    for _attempt in range(3):
-        box = page.locator(".yw-ind-label", has_text=name).first.bounding_box()
+    for _attempt in range(4):
+        # a hover highlight re-draws the features (and re-binds their labels): wait for one
+        label = page.locator(".yw-ind-label", has_text=name).first
+        label.wait_for(state="visible", timeout=15_000)
+        box = label.bounding_box()
+        if box is None:
+            page.wait_for_timeout(500)
+            continue
         page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
         try:
             page.wait_for_function(
@@ -56,6 +62,62 @@ def _worst(page) -> tuple[str, float]:
     name = row.locator("td[data-dash-column=name]").inner_text().strip()
     value = float(row.locator("td[data-dash-column=value]").inner_text())
     return name, value
+
+
+_MAP_PROBE = """() => {
+  const map = document.querySelector('#ind-map');
+  const m = map.getBoundingClientRect();
+  const svg = map.querySelector('svg');
+  const s = svg ? svg.getBoundingClientRect() : {width: 0, height: 0};
+  const paths = [...map.querySelectorAll('path.leaflet-interactive')].map(p => {
+    const r = p.getBoundingClientRect();
+    const x = Math.max(r.left, m.left), y = Math.max(r.top, m.top);
+    const w = Math.min(r.right, m.right) - x, h = Math.min(r.bottom, m.bottom) - y;
+    return {w: r.width, h: r.height, visible: Math.max(0, w) * Math.max(0, h)};
+  });
+  // what is on top at points spread over the header: the header's own elements only
+  const header = document.querySelector('.yw-header').getBoundingClientRect();
+  const covered = [];
+  for (let i = 1; i < 10; i++) {
+    const x = header.left + header.width * i / 10, y = header.top + header.height / 2;
+    const top = document.elementFromPoint(x, y);
+    if (!top || !top.closest('.yw-header')) covered.push([x, y, top && top.outerHTML.slice(0, 80)]);
+  }
+  return {map: [m.width, m.height], svg: [s.width, s.height], paths, covered};
+}"""
+
+
+# a style that keeps the map's cell 60 px high until the test removes it
+_SQUEEZE = """document.addEventListener('DOMContentLoaded', () => {
+  const s = document.createElement('style');
+  s.id = 'yw-squeeze';
+  s.textContent = '#ind-map { height: 60px !important; }';
+  document.head.appendChild(s);
+});"""
+
+
+def _assert_map_drawn(page, children: int, label: str) -> None:
+    """The choropleth really draws: one SVG path per child, the renderer as large as the
+    map (Leaflet clips paths to its renderer's bounds: a renderer sized before its container
+    drew slivers), the polygons covering a good part of the map, nothing over the header,
+    and no large black area in the page (the bug seen on the full demo city)."""
+    from io import BytesIO
+
+    import numpy as np
+    from PIL import Image
+
+    probe = page.evaluate(_MAP_PROBE)
+    (mw, mh), (sw, sh) = probe["map"], probe["svg"]
+    assert len(probe["paths"]) == children, (label, probe)
+    assert sw >= mw and sh >= mh, (label, "renderer smaller than the map", probe)
+    drawn = sum(p["visible"] for p in probe["paths"])
+    assert drawn >= 0.2 * mw * mh, (label, "polygons cover little of the map", probe)
+    assert all(p["w"] > 4 and p["h"] > 4 for p in probe["paths"]), (label, probe)
+    assert not probe["covered"], (label, "something covers the header", probe["covered"])
+    shot = Image.open(BytesIO(page.screenshot(animations="disabled", timeout=90_000)))
+    grey = np.asarray(shot.convert("L").resize((192, 108)))
+    black = float((grey < 3).mean())   # the dark theme's darkest pixels are ≥ 6
+    assert black < 0.02, (label, f"{black:.1%} of the page is black")
 
 
 def _values(page) -> list[float]:
@@ -92,6 +154,17 @@ def test_leader_drills_to_the_worst_street_and_exports(demo_server: str) -> None
             page.click("button[type=submit]")
             page.wait_for_selector(".yw-ind-label", timeout=30_000)
             expect(page.locator("#ind-indicator")).to_contain_text("满意率")
+            page.wait_for_timeout(800)
+            _assert_map_drawn(page, 9, "city")
+            # the map follows its container, not only the window: open the page with the
+            # map's cell squeezed (as when the layout settles late), then let it grow
+            page.add_init_script(_SQUEEZE)
+            page.reload()
+            page.wait_for_selector(".yw-ind-label", timeout=30_000)
+            page.wait_for_timeout(800)
+            page.evaluate("() => document.getElementById('yw-squeeze').remove()")
+            page.wait_for_timeout(800)
+            _assert_map_drawn(page, 9, "city after its container grew")
 
             page.locator("#ind-indicator").click()
             page.get_by_text("按时办结率", exact=True).last.click()
@@ -109,6 +182,8 @@ def test_leader_drills_to_the_worst_street_and_exports(demo_server: str) -> None
             page.wait_for_selector(".yw-ind-label", timeout=20_000)
             page.wait_for_timeout(800)
             expect(page.locator(".yw-ind-big")).to_have_text(f"{worst_value:.1f}%")
+            _assert_map_drawn(page, page.locator("#ind-table tbody tr").filter(
+                has=page.locator("td")).count(), "district")
             query = parse_qs(urlsplit(page.url).query)
             assert query["ind"] == ["resolve_on_time"] and len(query["code"][0]) > 6
             page.screenshot(path=str(ARTIFACTS / "indicators_district.png"), animations="disabled",

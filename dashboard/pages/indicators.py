@@ -23,6 +23,7 @@ from dash import ALL, ClientsideFunction, Input, Output, Patch, State, dash_tabl
 from dash.exceptions import PreventUpdate
 
 from core.indicators import INDICATORS, trend
+from core.jurisdictions import get_jurisdiction
 from core.roles import Role
 from core.scope import ScopeError
 from dashboard.context import current_scope, current_settings, current_store
@@ -106,6 +107,9 @@ def layout(**query: str) -> html.Div:
         return html.Div(_("Your account is bound to a jurisdiction that no longer exists. "
                           "Ask a system administrator to fix it."), className="yw-denied")
     state = parse_state(query)
+    store = current_store()
+    focus = (get_jurisdiction(store, scope, state.code) if state.code else None) \
+        or get_jurisdiction(store, scope, scope.root_code)
     return html.Div(
         [
             dcc.Store(id=ids.STATE, data=state.to_dict()),
@@ -115,7 +119,7 @@ def layout(**query: str) -> html.Div:
             html.Div(id=ids.URL_SINK, hidden=True),
             dcc.Download(id=ids.DOWNLOAD),
             _toolbar(state),
-            html.Section([_map(), html.Div(id=ids.LEGEND, className="yw-ind-legend")],
+            html.Section([_map(focus), html.Div(id=ids.LEGEND, className="yw-ind-legend")],
                          className="yw-ind-map"),
             html.Section([html.Nav(id=ids.CRUMBS, className="yw-crumbs yw-ind-crumbs"),
                           html.Div(id=ids.HEADLINE, className="yw-ind-headline"),
@@ -166,7 +170,10 @@ def _toolbar(state: ViewState) -> html.Div:
     )
 
 
-def _map() -> dl.MapContainer:
+def _map(focus: dict[str, Any] | None) -> dl.MapContainer:
+    """The choropleth's map, opened on the focus's bounds (it used to open on the whole
+    world and fly into the city, scaling its SVG ~500× on the way). The size it follows is
+    its container's (assets/layers.js observes it), not only the window's."""
     layers: list[Any] = []
     tile_url = current_settings().tile_url
     if tile_url:
@@ -180,9 +187,14 @@ def _map() -> dl.MapContainer:
         dl.ScaleControl(position="bottomleft", imperial=False),
         dl.ZoomControl(position="topright"),
     ]
-    return dl.MapContainer(layers, id=ids.MAP, center=[0, 0], zoom=2, trackViewport=False,
-                           zoomSnap=0.25, zoomControl=False, attributionControl=False,
-                           className="yw-map")
+    view: dict[str, Any] = {"center": [0, 0], "zoom": 2}
+    if focus is not None:
+        view = {"bounds": [[focus["min_lat"], focus["min_lon"]],
+                           [focus["max_lat"], focus["max_lon"]]],
+                "boundsOptions": {"padding": _PADDING}}
+    return dl.MapContainer(layers, id=ids.MAP, trackViewport=False, zoomSnap=0.25,
+                           zoomControl=False, attributionControl=False, className="yw-map",
+                           **view)
 
 
 def _table() -> dash_table.DataTable:
@@ -373,8 +385,10 @@ def render(state_data: dict[str, Any]) -> tuple:
     columns = [{"name": header, "id": key} for key, header in _columns(view) if key != "code"]
     detail_code = view.state.detail
     title, body = _detail(view, detail_code) if detail_code else ("", [])
-    viewport = {"bounds": view.bounds, "transition": "flyToBounds",
-                "options": {"padding": _PADDING, "duration": 0.5}}
+    # the first render shows the bounds the map opened on: no flight; later steps fly
+    viewport = dash.no_update if dash.ctx.triggered_id is None else {
+        "bounds": view.bounds, "transition": "flyToBounds",
+        "options": {"padding": _PADDING, "duration": 0.5}}
     hideout = {"selected": None, "lang": get_locale()}
     return (view.geojson, hideout, viewport, _crumbs(view), _headline(view), _ranking(view),
             _trend(view), rows, columns, title, body, not detail_code,
