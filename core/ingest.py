@@ -166,11 +166,11 @@ def _now() -> datetime:
 # -- runs ---------------------------------------------------------------------------------
 def start_run(store: Store, source: str, trigger: str = "schedule") -> int:
     """Record a run as 'running' (its own transaction) and return its id."""
+    run_id = store.nextval("ingest_run_seq")[0]  # no RETURNING on DuckLake (cluster mode)
     with store.transaction() as cur:
-        return cur.execute(
-            "INSERT INTO ingest_runs (id, source, trigger, started_at, status)"
-            " VALUES (nextval('ingest_run_seq'), ?, ?, ?, 'running') RETURNING id",
-            [source, trigger, _now()]).fetchone()[0]
+        cur.execute("INSERT INTO ingest_runs (id, source, trigger, started_at, status)"
+                    " VALUES (?, ?, ?, ?, 'running')", [run_id, source, trigger, _now()])
+    return run_id
 
 
 def finish_run(store: Store, run_id: int, stats: LoadStats | None = None,
@@ -541,16 +541,24 @@ def _upsert(cur: duckdb.DuckDBPyConnection, contract: Contract, run_id: int,
             now: datetime) -> int:
     cols = contract.field_names + (["jurisdiction_code"] if contract.jurisdiction == "point"
                                    else [])
-    names = ", ".join(cols)
-    sets = ", ".join(f"{c} = excluded.{c}" for c in cols if c not in contract.key)
-    changed = " OR ".join(f"{contract.table}.{c} IS DISTINCT FROM excluded.{c}"
-                          for c in cols if c not in contract.key) or "false"
-    action = (f"DO UPDATE SET {sets}, _run_id = excluded._run_id,"
-              f" _loaded_at = excluded._loaded_at WHERE {changed}") if sets else "DO NOTHING"
+    # MERGE, not INSERT … ON CONFLICT: cluster mode runs the same SQL on DuckLake. Rows equal
+    # to the stored ones are left out in the source, so they are neither written nor counted.
+    values = [c for c in cols if c not in contract.key]
+    on = " AND ".join(f"t.{k} = g.{k}" for k in contract.key)
+    changed = " OR ".join(f"t.{c} IS DISTINCT FROM g.{c}" for c in values) or "false"
+    first_key = contract.key[0]
+    sets = ", ".join([*(f"{c} = s.{c}" for c in values), "_run_id = s._run_id",
+                      "_loaded_at = s._loaded_at"])
     return cur.execute(f"""
-        INSERT INTO {contract.table} ({names}, _run_id, _loaded_at)
-        SELECT {names}, ?, ? FROM _ingest_good
-        ON CONFLICT ({', '.join(contract.key)}) {action}""", [run_id, now]).fetchone()[0]
+        MERGE INTO {contract.table} AS t
+        USING (SELECT g.{', g.'.join(cols)}, ?::INTEGER AS _run_id, ?::TIMESTAMP AS _loaded_at
+               FROM _ingest_good g LEFT JOIN {contract.table} t ON {on}
+               WHERE t.{first_key} IS NULL OR {changed}) AS s
+        ON {on.replace('g.', 's.')}
+        WHEN MATCHED THEN UPDATE SET {sets}
+        WHEN NOT MATCHED THEN INSERT ({', '.join(cols)}, _run_id, _loaded_at)
+            VALUES ({', '.join('s.' + c for c in cols)}, s._run_id, s._loaded_at)""",
+                       [run_id, now]).fetchone()[0]
 
 
 # -- quarantine -------------------------------------------------------------------------

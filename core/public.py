@@ -39,11 +39,13 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from core.audit import audit_dir, mask_personal, record
 from core.incidents import (
+    Incident,
     IncidentError,
     TransitionRefused,
     find_duplicates,
     report_incident,
     transition,
+    write_transaction,
 )
 from core.roles import Role
 from core.sla import utcnow
@@ -382,46 +384,53 @@ def submit_report(store: Store, data: dict[str, Any] | ReportForm, *,
     title = f"{service.name_zh}：{summary[:40]}" + ("…" if len(summary) > 40 else "")
     description = form.description + (f"\n地址：{form.address}" if form.address else "")
     now = now or utcnow()
-    try:
+    key, token = _new_key(), secrets.token_hex(12)
+    folder = (photo_dir or photo_dir_for(store)) if cleaned is not None else None
+    written: list[Path] = []
+
+    def file_it(cur) -> Incident:
+        # the incident, its public record, its photo and their audit entries: one transaction
         incident = report_incident(store, actor, category=form.category, title=title,
                                    lon=form.lon, lat=form.lat, source=source,
                                    description=description, contact=form.contact,
-                                   on_behalf_of=form.on_behalf_of, now=now)
-    except TransitionRefused as exc:
-        raise PublicError(exc.reason, status=403) from None
-    except IncidentError as exc:
-        message = str(exc)
-        if "outside every community" in message:
-            message = "the location is outside the city; place the pin inside the city"
-            raise PublicError(message, status=422, field="location") from None
-        raise PublicError(message) from None
-    key, token = _new_key(), secrets.token_hex(12)
-    written: Path | None = None
+                                   on_behalf_of=form.on_behalf_of, now=now, cursor=cur)
+        cur.execute("INSERT INTO public_reports VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [incident.id, channel, _key_hash(incident.id, key), token, api_key_id,
+                     actor.username if actor else None, form.on_behalf_of, now])
+        if cleaned is not None:
+            photo_id = secrets.token_hex(16)
+            rel = f"{now:%Y%m}/{photo_id}.jpg"
+            path = folder / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            written.append(path)
+            path.write_bytes(cleaned.data)
+            cur.execute("INSERT INTO public_photos VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        [photo_id, incident.id, rel, cleaned.width, cleaned.height,
+                         len(cleaned.data), cleaned.sha256, now])
+        record(store, actor.username if actor else "citizen", "public.report",
+               target=f"incident:{incident.id}", cursor=cur,
+               detail=json.dumps({"channel": channel, "tracking_code":
+                                  incident.tracking_code, "api_key": api_key_id,
+                                  "photo": cleaned is not None,
+                                  "on_behalf_of": form.on_behalf_of}, ensure_ascii=False))
+        return incident
+
     try:
-        with store.transaction() as cur:
-            cur.execute("INSERT INTO public_reports VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        [incident.id, channel, _key_hash(incident.id, key), token, api_key_id,
-                         actor.username if actor else None, form.on_behalf_of, now])
-            if cleaned is not None:
-                folder = photo_dir or photo_dir_for(store)
-                photo_id = secrets.token_hex(16)
-                rel = f"{now:%Y%m}/{photo_id}.jpg"
-                written = folder / rel
-                written.parent.mkdir(parents=True, exist_ok=True)
-                written.write_bytes(cleaned.data)
-                cur.execute("INSERT INTO public_photos VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                            [photo_id, incident.id, rel, cleaned.width, cleaned.height,
-                             len(cleaned.data), cleaned.sha256, now])
-            record(store, actor.username if actor else "citizen", "public.report",
-                   target=f"incident:{incident.id}", cursor=cur,
-                   detail=json.dumps({"channel": channel, "tracking_code":
-                                      incident.tracking_code, "api_key": api_key_id,
-                                      "photo": cleaned is not None,
-                                      "on_behalf_of": form.on_behalf_of}, ensure_ascii=False))
-    except BaseException:
-        if written is not None:
-            written.unlink(missing_ok=True)
+        incident = write_transaction(store, file_it)
+    except BaseException as exc:
+        for path in written:  # photos of attempts that did not commit
+            path.unlink(missing_ok=True)
+        if isinstance(exc, TransitionRefused):
+            raise PublicError(exc.reason, status=403) from None
+        if isinstance(exc, IncidentError):
+            message = str(exc)
+            if "outside every community" in message:
+                message = "the location is outside the city; place the pin inside the city"
+                raise PublicError(message, status=422, field="location") from None
+            raise PublicError(message) from None
         raise
+    for path in written[:-1]:  # photos of attempts retried after a write conflict
+        path.unlink(missing_ok=True)
     return Receipt(incident.id, incident.tracking_code, key, token,
                    tuple(nearby_reports(store, form.category, form.lon, form.lat,
                                         exclude_id=incident.id)))
@@ -608,21 +617,27 @@ def rate(store: Store, tracking_code: str, key: str, rating: int, comment: str |
                                   [view.tracking_code])[0]
     now = now or utcnow()
     note = "市民评价" + (f"：{mask_personal(comment)}" if comment else "")
-    try:
-        transition(store, None, incident_id, "rate", rating=rating, note=note, now=now)
-    except TransitionRefused as exc:
-        raise PublicError(exc.reason, status=409) from None
-    reopened, message = False, None
-    if rating <= 2:
-        try:
-            transition(store, None, incident_id, "reopen", now=now,
-                       note=f"市民回访不满意（{rating} 星），重新办理")
-            reopened = True
-        except TransitionRefused as exc:
-            message = exc.reason
-    with store.transaction() as cur:
+
+    def rate_it(cur) -> tuple[bool, str | None]:
+        # the rating, the reopening it causes and the public record: one transaction
+        transition(store, None, incident_id, "rate", rating=rating, note=note, now=now,
+                   cursor=cur)
+        reopened, message = False, None
+        if rating <= 2:
+            try:  # refused before it writes anything: the rating alone still stands
+                transition(store, None, incident_id, "reopen", now=now, cursor=cur,
+                           note=f"市民回访不满意（{rating} 星），重新办理")
+                reopened = True
+            except TransitionRefused as exc:
+                message = exc.reason
         cur.execute("INSERT INTO public_ratings VALUES (?, ?, ?, ?, ?, ?)",
                     [incident_id, view.closed_at, rating, comment, now, reopened])
+        return reopened, message
+
+    try:
+        reopened, message = write_transaction(store, rate_it)
+    except TransitionRefused as exc:
+        raise PublicError(exc.reason, status=409) from None
     return RateResult(rating, reopened, rating <= 2 and not reopened, message)
 
 
@@ -708,11 +723,12 @@ def create_api_key(store: Store, actor: User | None, name: str, *, per_minute: i
     secret = f"yw_{prefix}_{secrets.token_urlsafe(24)}"
     now = utcnow()
     who = actor.username if actor else "cli"
+    key_id = store.nextval("public_api_key_seq")[0]  # no RETURNING on DuckLake (cluster)
     with store.transaction() as cur:
-        key_id = cur.execute(
-            "INSERT INTO public_api_keys (name, prefix, key_hash, per_minute, created_by,"
-            " created_at) VALUES (?, ?, ?, ?, ?, ?) RETURNING id",
-            [name, prefix, _secret_hash(secret), per_minute, who, now]).fetchone()[0]
+        cur.execute(
+            "INSERT INTO public_api_keys (id, name, prefix, key_hash, per_minute, created_by,"
+            " created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [key_id, name, prefix, _secret_hash(secret), per_minute, who, now])
         record(store, who, "public.api_key.create", target=f"api_key:{key_id}",
                detail=json.dumps({"name": name, "per_minute": per_minute},
                                  ensure_ascii=False), cursor=cur)
@@ -748,7 +764,7 @@ def revoke_api_key(store: Store, actor: User | None, key_id: int) -> None:
     who = actor.username if actor else "cli"
     with store.transaction() as cur:
         hit = cur.execute("UPDATE public_api_keys SET revoked_at = ? WHERE id = ? AND"
-                          " revoked_at IS NULL RETURNING id", [utcnow(), key_id]).fetchall()
+                          " revoked_at IS NULL", [utcnow(), key_id]).fetchone()[0]
         if not hit:
             raise PublicError(f"no active API key {key_id}", status=404)
         record(store, who, "public.api_key.revoke", target=f"api_key:{key_id}", cursor=cur)

@@ -113,18 +113,26 @@ def evaluate(store: Store, now: datetime | None = None) -> AlertChanges:
                 FROM base b JOIN below w USING (rule_id, sensor_id)
                 GROUP BY ALL""", {"now": now, "since": since})
             # open: at or above the threshold since at least `seconds` ago, still now
-            opened = cur.execute("""
-                INSERT INTO alerts (id, rule_id, sensor_id, kind, jurisdiction_code, level,
-                                    opened_at, peak_value)
-                SELECT nextval('alert_seq'), e.rule_id, e.sensor_id, e.kind,
-                       e.jurisdiction_code, e.level, $now, e.peak
+            # ids first, then the rows (no RETURNING on DuckLake: cluster mode runs this too)
+            cur.execute("""
+                CREATE OR REPLACE TEMP TABLE _alert_open AS
+                SELECT nextval('alert_seq') AS id, e.rule_id, e.sensor_id, e.kind,
+                       e.jurisdiction_code, e.level, e.peak
                 FROM _alert_eval e
                 WHERE e.last_value >= e.threshold
                   AND e.above_since <= $now - to_seconds(e.seconds)
                   AND e.last_ts > $now - to_seconds(e.seconds)    -- still reporting
                   AND NOT EXISTS (SELECT 1 FROM alerts a WHERE a.closed_at IS NULL
                                   AND a.sensor_id = e.sensor_id AND a.rule_id = e.rule_id)
-                RETURNING id, rule_id, sensor_id""", {"now": now}).fetchall()
+                """, {"now": now})
+            cur.execute("""
+                INSERT INTO alerts (id, rule_id, sensor_id, kind, jurisdiction_code, level,
+                                    opened_at, peak_value)
+                SELECT id, rule_id, sensor_id, kind, jurisdiction_code, level, $now, peak
+                FROM _alert_open""", {"now": now})
+            opened = cur.execute("SELECT id, rule_id, sensor_id FROM _alert_open ORDER BY id"
+                                 ).fetchall()
+            cur.execute("DROP TABLE _alert_open")
             cur.execute("""
                 UPDATE alerts SET peak_value = greatest(alerts.peak_value, e.peak)
                 FROM _alert_eval e

@@ -94,7 +94,14 @@ def register_sources(store: Store, jobs: Sequence[JobSpec]) -> None:
     """List every job in ``pipeline_sources`` (name, kind, expected interval)."""
     with store.transaction() as cur:
         for job in jobs:
-            cur.execute("INSERT OR REPLACE INTO pipeline_sources VALUES (?, ?, ?, ?)",
+            # MERGE, not INSERT OR REPLACE: cluster mode runs the same SQL on DuckLake
+            cur.execute("MERGE INTO pipeline_sources AS t"
+                        " USING (SELECT ? AS name, ? AS kind, ?::DOUBLE AS expected_seconds,"
+                        "        ? AS description) AS s ON t.name = s.name"
+                        " WHEN MATCHED THEN UPDATE SET kind = s.kind,"
+                        "  expected_seconds = s.expected_seconds, description = s.description"
+                        " WHEN NOT MATCHED THEN INSERT VALUES (s.name, s.kind,"
+                        "  s.expected_seconds, s.description)",
                         [job.id, job.kind, float(job.seconds), job.description])
 
 

@@ -217,3 +217,43 @@ def test_services_come_from_categories(city: Store) -> None:
     codes = [s.code for s in public.list_services(city)]
     assert codes == ["garbage_overflow", "manhole_cover", "road_waterlogging"]
     assert public.get_service(city, "garbage_overflow").group_en == "Urban Management"
+
+
+def test_rating_again_after_the_second_closure(city: Store) -> None:
+    receipt = public.submit_report(city, {"category": "garbage_overflow",
+                                          "description": "又满了", **POINT})
+    close_incident(city, receipt.incident_id)
+    assert public.rate(city, receipt.tracking_code, receipt.key, 2).reopened
+    # handled a second time: the reporter rates the second closure too
+    close_incident(city, receipt.incident_id)
+    view = public.public_view(city, receipt.tracking_code, key=receipt.key)
+    assert view.status == "closed" and view.rateable
+    second = public.rate(city, receipt.tracking_code, receipt.key, 5, "这次好了")
+    assert second.rating == 5 and not second.reopened
+    assert city.query("SELECT rating, reopened FROM public_ratings ORDER BY rated_at,"
+                      " rating") == [(2, True), (5, False)]
+    assert city.query_one("SELECT rating, status FROM incidents WHERE id = ?",
+                          [receipt.incident_id]) == (5, "closed")
+    with pytest.raises(public.PublicError):  # and only once per closure
+        public.rate(city, receipt.tracking_code, receipt.key, 4)
+
+
+def test_a_report_that_fails_midway_leaves_nothing(city: Store, tmp_path) -> None:
+    """The incident, its public record, its photo and the audit entries commit together: a
+    failure after the incident row was written (here: the photo folder cannot be made)
+    rolls all of it back, and the audit chain still verifies."""
+    from core.audit import verify_chain
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the photo folder should be")
+    before = (*_counts(city), city.query_one("SELECT count(*) FROM audit_log")[0])
+    with pytest.raises(OSError):
+        public.submit_report(city, {"category": "garbage_overflow", "description": "照片",
+                                    **POINT}, photo=jpeg_with_exif(),
+                             photo_dir=blocker / "photos")
+    assert (*_counts(city), city.query_one("SELECT count(*) FROM audit_log")[0]) == before
+    assert verify_chain(city).ok
+    receipt = public.submit_report(city, {"category": "garbage_overflow",
+                                          "description": "再报一次", **POINT})
+    assert receipt.incident_id == city.query_one("SELECT max(id) FROM incidents")[0]
+    assert verify_chain(city).ok

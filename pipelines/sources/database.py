@@ -40,6 +40,14 @@ from pipelines.runner import current_run_id
 
 __all__ = ["extension_path", "pull", "read_since"]
 
+# MERGE, not INSERT OR REPLACE: cluster mode runs the same SQL on DuckLake
+_SET_WATERMARK = """
+MERGE INTO pipeline_state AS t USING (SELECT ?::VARCHAR AS source, ?::VARCHAR AS watermark) AS s
+    ON t.source = s.source
+    WHEN MATCHED THEN UPDATE SET watermark = s.watermark, updated_at = now()::TIMESTAMP
+    WHEN NOT MATCHED THEN INSERT VALUES (s.source, s.watermark, now()::TIMESTAMP)"""
+
+
 _ENGINES = {"postgres": ("duckdb_extension_postgres_scanner", "postgres_scanner"),
             "mysql": ("duckdb_extension_mysql_scanner", "mysql_scanner")}
 _QUALIFIED = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -103,8 +111,7 @@ def pull(store: Store, settings: Settings, cfg: SourceConfig,
     mark = top.isoformat(sep=" ") if hasattr(top, "isoformat") else str(top)
 
     def move_watermark(cur: duckdb.DuckDBPyConnection) -> None:
-        cur.execute("INSERT OR REPLACE INTO pipeline_state VALUES (?, ?, now()::TIMESTAMP)",
-                    [cfg.name, mark])
+        cur.execute(_SET_WATERMARK, [cfg.name, mark])
 
     return load(store, contract, rows, run_id=current_run_id(), source=cfg.name,
                 in_transaction=move_watermark)

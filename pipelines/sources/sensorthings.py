@@ -37,6 +37,14 @@ from pipelines.runner import current_run_id
 
 __all__ = ["observations", "pull"]
 
+# MERGE, not INSERT OR REPLACE: cluster mode runs the same SQL on DuckLake
+_SET_WATERMARK = """
+MERGE INTO pipeline_state AS t USING (SELECT ?::VARCHAR AS source, ?::VARCHAR AS watermark) AS s
+    ON t.source = s.source
+    WHEN MATCHED THEN UPDATE SET watermark = s.watermark, updated_at = now()::TIMESTAMP
+    WHEN NOT MATCHED THEN INSERT VALUES (s.source, s.watermark, now()::TIMESTAMP)"""
+
+
 TIMEOUT = 30
 
 
@@ -91,8 +99,7 @@ def pull(store: Store, settings: Settings, cfg: SourceConfig,
 
     def move_watermark(cur: duckdb.DuckDBPyConnection) -> None:
         if mark is not None:
-            cur.execute("INSERT OR REPLACE INTO pipeline_state VALUES (?, ?, now()::TIMESTAMP)",
-                        [cfg.name, mark])
+            cur.execute(_SET_WATERMARK, [cfg.name, mark])
 
     stats = load(store, READINGS, table, run_id=current_run_id(), source=cfg.name,
                  in_transaction=move_watermark)
