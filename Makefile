@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8050
 DATA_DIR ?= data
 
-.PHONY: setup demo serve test bench soak lint fmt browser-deps clean
+.PHONY: setup demo serve test bench soak lint fmt browser-deps bench-deps clean
 
 # Re-installs only when pyproject.toml changes; a second `make` is instant.
 $(STAMP): pyproject.toml
@@ -43,6 +43,10 @@ fmt: setup
 # Debian's Chromium and CJK fonts for the browser tests (never `playwright install`).
 browser-deps:
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium fonts-noto-cjk)
+
+# The MQTT benchmark's broker and publisher (bench_mqtt starts its own mosquitto on a free port).
+bench-deps:
+	command -v mosquitto_pub >/dev/null || (apt-get update -qq && apt-get install -y -qq mosquitto mosquitto-clients)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

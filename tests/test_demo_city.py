@@ -202,6 +202,21 @@ def test_incident_events_agree_with_incidents(demo) -> None:
     assert all(c.startswith("YW") and len(c) == 15 and c[2:].isdigit() for c in codes)
 
 
+def test_the_backlog_is_escalated_already_so_the_sla_job_starts_quiet(demo) -> None:
+    from core.incidents import escalate_overdue
+
+    store, _ = demo
+    late = store.query_one("SELECT count(*) FILTER (WHERE overdue_kind = 'claim'),"
+                           " count(*) FILTER (WHERE overdue_kind = 'resolve') FROM incidents")
+    assert late[0] > 0 and late[1] > 0
+    assert store.query_one("SELECT count(*) FROM incident_events WHERE action = 'escalate'"
+                           )[0] == sum(late)
+    # at the end of the history nothing is left to escalate (minutes later, only incidents
+    # whose deadline passed in those minutes)
+    end = store.query_one("SELECT max(ts) FROM readings")[0]
+    assert escalate_overdue(store, now=end).total == 0
+
+
 def test_a_month_of_incidents_looks_like_a_real_centre(tmp_path: Path) -> None:
     settings = load_settings(data_dir=tmp_path, demo_days=30, demo_incidents=4000,
                              demo_districts=3, demo_streets=6, demo_communities=30)

@@ -189,10 +189,47 @@ def _fill(store: Store, cur, stages: _Stages, settings: Settings,
             _insert_frame(cur, "incident_events", events[[
                 "incident_id", "seq", "ts", "action", "from_status", "to_status", "actor",
                 "department_code", "note"]])
+            _escalate_history(cur, end)
     detail = {"seed": settings.demo_seed, "end": end.isoformat(), "sensors": len(placed),
               "incidents": settings.demo_incidents, "communities": settings.demo_communities}
     record(store, "system", AUDIT_ACTION, target=geography.CITY_CODE,
            detail=json.dumps(detail), cursor=cur)
+
+
+# Open incidents already past a deadline when the demo history ends were escalated back then,
+# as the SLA job (core.incidents.escalate_overdue) would have done a few minutes after the
+# deadline: otherwise its first run escalates the whole backlog at once and floods the
+# commanders' notifications and the wall's ticker the moment the demo starts.
+_ESCALATE_HISTORY = """
+CREATE OR REPLACE TEMP TABLE _demo_late AS
+SELECT * FROM (
+SELECT i.id, i.version, i.status, i.department_code, kind, due, last_ts,
+       least(greatest(due + INTERVAL 5 MINUTE, last_ts + INTERVAL 1 MINUTE), $end) AS ts
+FROM (SELECT *, CASE WHEN status IN ('reported', 'dispatched', 'returned') THEN 'claim'
+                     ELSE 'resolve' END AS kind,
+             CASE WHEN status IN ('reported', 'dispatched', 'returned') THEN claim_due
+                  ELSE resolve_due END AS due
+      FROM incidents
+      WHERE status IN ('reported', 'dispatched', 'returned', 'claimed', 'in_progress',
+                       'reopened')) i
+JOIN (SELECT incident_id, max(ts) AS last_ts FROM incident_events GROUP BY 1) e
+  ON e.incident_id = i.id
+WHERE due < $end) WHERE ts > last_ts;
+INSERT INTO incident_events
+SELECT id, version + 1, ts, 'escalate', status, status, 'system', department_code,
+       CASE kind WHEN 'claim' THEN '超过签收时限（' ELSE '超过办结时限（' END
+       || strftime(due, '%Y-%m-%d %H:%M') || '），升级至指挥中心'
+FROM _demo_late;
+UPDATE incidents SET overdue_kind = l.kind, escalated_at = l.ts, version = l.version + 1
+FROM _demo_late l WHERE incidents.id = l.id;
+DROP TABLE _demo_late;
+"""
+
+
+def _escalate_history(cur, end: datetime) -> None:
+    for statement in _ESCALATE_HISTORY.split(";"):
+        if statement.strip():
+            cur.execute(statement, {"end": end} if "$end" in statement else None)
 
 
 def _insert_frame(cur, table: str, frame: pd.DataFrame) -> None:
