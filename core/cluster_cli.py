@@ -27,6 +27,7 @@ from rich.table import Table
 from core.audit import CHECKPOINT_FILE, KEY_FILE
 from core.settings import SettingsError, load_settings
 from core.store import Store, StoreError, _migrations
+from core.totp import SECRET_KEY_FILE
 
 __all__ = ["copy_into_cluster", "migrate_to_cluster"]
 
@@ -36,7 +37,7 @@ console = Console(stderr=True)
 _DATA_TABLES = ("jurisdictions", "users", "departments", "sensors", "readings", "incidents",
                 "audit_log")
 _BOOKKEEPING = ("schema_migrations", "cluster_adaptations")
-_AUDIT_FILES = (CHECKPOINT_FILE, KEY_FILE)
+_AUDIT_FILES = (CHECKPOINT_FILE, KEY_FILE, SECRET_KEY_FILE)  # TOTP secrets need their key
 
 
 class CopyError(RuntimeError):

@@ -11,12 +11,15 @@ True
 from __future__ import annotations
 
 import io
+import os
 import time
+from pathlib import Path
 from typing import Any
 
 import pyotp
 import qrcode
 import qrcode.image.svg
+from cryptography.fernet import Fernet, InvalidToken
 
 from core.roles import Role
 from core.store import Store
@@ -49,6 +52,55 @@ def required_for(user: Any, settings: Any) -> bool:
     return bool(settings.totp_required) and Role(user.role).value in set(settings.totp_roles)
 
 
+# -- secrets at rest ---------------------------------------------------------------------
+# A TOTP secret is a shared key, not a hash: it is stored encrypted (Fernet, AES-128-CBC +
+# HMAC) with a key kept in a file beside the audit head key (core.audit.audit_dir), never in
+# the database. A copy of the database alone (a backup, a dump) does not let anyone make codes.
+SECRET_KEY_FILE = "totp_key"
+_PREFIX = "fernet:"
+_FERNETS: dict[str, Fernet] = {}
+_EPHEMERAL = Fernet(Fernet.generate_key())  # in-memory databases: gone with the process too
+
+
+def _fernet(store: Store) -> Fernet:
+    from core.audit import audit_dir
+
+    directory = audit_dir(store)
+    if directory is None:
+        return _EPHEMERAL
+    known = _FERNETS.get(str(directory))
+    if known is not None:
+        return known
+    path = Path(directory) / SECRET_KEY_FILE
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        key = path.read_bytes().strip()
+    else:
+        key = Fernet.generate_key()
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(key + b"\n")
+    try:
+        fernet = Fernet(key)
+    except ValueError as exc:
+        raise RuntimeError(f"{path} holds no usable key; restore it from backup") from exc
+    return _FERNETS.setdefault(str(directory), fernet)
+
+
+def _seal(store: Store, secret: str) -> str:
+    return _PREFIX + _fernet(store).encrypt(secret.encode("ascii")).decode("ascii")
+
+
+def _open(store: Store, stored: str) -> str | None:
+    """The base32 secret of a stored value (None when the key cannot open it)."""
+    if not stored.startswith(_PREFIX):
+        return stored  # written before secrets were encrypted; sealed at the next use
+    try:
+        return _fernet(store).decrypt(stored[len(_PREFIX):].encode("ascii")).decode("ascii")
+    except InvalidToken:
+        return None
+
+
 def is_enrolled(store: Store, username: str) -> bool:
     row = store.query_one("SELECT totp_secret FROM users WHERE username = ?", [username])
     return bool(row and row[0])
@@ -72,7 +124,10 @@ def verify(store: Store, username: str, code: str, *, now: float | None = None) 
                           [username])
     if not row or not row[0]:
         return False
-    step = _matching_step(row[0], code, time.time() if now is None else now)
+    secret = _open(store, row[0])
+    if secret is None:
+        return False
+    step = _matching_step(secret, code, time.time() if now is None else now)
     if step is None or (row[1] is not None and step <= row[1]):
         return False
     with store.transaction() as cur:
@@ -80,6 +135,9 @@ def verify(store: Store, username: str, code: str, *, now: float | None = None) 
         cur.execute("UPDATE users SET totp_last_step = ? WHERE username = ?"
                     " AND (totp_last_step IS NULL OR totp_last_step < ?)",
                     [step, username, step])
+        if not row[0].startswith(_PREFIX):
+            cur.execute("UPDATE users SET totp_secret = ? WHERE username = ?",
+                        [_seal(store, secret), username])
         changed = cur.execute("SELECT totp_last_step FROM users WHERE username = ?",
                               [username]).fetchone()
     return bool(changed and changed[0] == step)
@@ -95,7 +153,7 @@ def enrol(store: Store, username: str, secret: str, code: str, *,
         return False
     with store.transaction() as cur:
         cur.execute("UPDATE users SET totp_secret = ?, totp_last_step = ? WHERE username = ?",
-                    [secret, step, username])
+                    [_seal(store, secret), step, username])
         record(store, username, "totp_enrolled", target=f"user:{username}", cursor=cur)
     return True
 

@@ -248,3 +248,32 @@ def test_template_is_unchanged(tiny_city_template: Path, tmp_path: Path) -> None
         assert store.query_one("SELECT count(*) FROM audit_log") == (0,)
     finally:
         store.close()
+
+
+def test_totp_secrets_are_sealed_at_rest(tiny_city: Store, tmp_path: Path) -> None:
+    """The database holds no usable TOTP secret: it is encrypted with a key file beside the
+    audit key; a secret stored in clear before (an older database) is sealed at its next use;
+    without the key file nobody passes the second factor."""
+    from core import totp
+
+    secret = totp.new_secret()
+    now = time.time()
+    assert totp.enrol(tiny_city, "commander", secret, pyotp.TOTP(secret).at(now), now=now)
+    stored = tiny_city.query_one("SELECT totp_secret FROM users WHERE username = 'commander'")[0]
+    assert secret not in stored and stored.startswith("fernet:")
+    assert (tmp_path / totp.SECRET_KEY_FILE).stat().st_mode & 0o077 == 0
+    later = now + 60
+    assert totp.verify(tiny_city, "commander", pyotp.TOTP(secret).at(later), now=later)
+    # an older database with a secret in clear: still accepted once, then sealed
+    with tiny_city.transaction() as cur:
+        cur.execute("UPDATE users SET totp_secret = ?, totp_last_step = NULL"
+                    " WHERE username = 'commander'", [secret])
+    later += 60
+    assert totp.verify(tiny_city, "commander", pyotp.TOTP(secret).at(later), now=later)
+    assert tiny_city.query_one("SELECT totp_secret FROM users WHERE username = 'commander'"
+                               )[0].startswith("fernet:")
+    # another key (the key file lost or replaced): the sealed secret opens no more
+    (tmp_path / totp.SECRET_KEY_FILE).unlink()
+    totp._FERNETS.clear()
+    later += 60
+    assert not totp.verify(tiny_city, "commander", pyotp.TOTP(secret).at(later), now=later)
