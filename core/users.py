@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import duckdb
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
@@ -32,6 +33,8 @@ from core.store import Store
 
 __all__ = [
     "ADMIN_ROLES",
+    "admin_list_users",
+    "binding_choices",
     "LoginPolicy",
     "PasswordPolicy",
     "User",
@@ -179,11 +182,15 @@ def create_user(
               department_code, _hasher.hash(password), now, now]
     sql = (f"INSERT INTO users ({_COLUMNS}, password_hash, created_at, password_changed_at) "
            "VALUES (?, ?, ?, ?, ?, true, ?, ?, ?)")
-    if cursor is not None:
-        cursor.execute(sql, params)
-    else:
-        with store.transaction() as cur:
-            cur.execute(sql, params)
+    try:
+        if cursor is not None:
+            cursor.execute(sql, params)
+        else:
+            with store.transaction() as cur:
+                cur.execute(sql, params)
+    except duckdb.ConstraintException:
+        # another request or process created the same name between the check and the insert
+        raise UserError(f"user {username!r} exists already") from None
     return User(username, display_name or username, role, jurisdiction_code, department_code)
 
 
@@ -351,6 +358,32 @@ def _audit(store: Store, cur: Any, actor: User, action: str, username: str, **de
 
     record(store, actor.username, action, target=f"user:{username}", cursor=cur,
            detail=json.dumps(detail, ensure_ascii=False, default=str) if detail else None)
+
+
+def admin_list_users(store: Store, actor: User) -> list[dict[str, Any]]:
+    """Every account with what its administrators need (no password hash, no TOTP secret):
+    for sysadmin (accounts) and secadmin (roles, second factors) only; refusals audited."""
+    from core.access import Power, may, refuse
+
+    if not (may(actor, Power.MANAGE_USERS) or may(actor, Power.MANAGE_ROLES)):
+        raise refuse(store, actor, "list_users",
+                     reason=f"role {getattr(actor, 'role', None)} manages no accounts")
+    return store.query_dicts(
+        "SELECT u.username, u.display_name, u.role, u.jurisdiction_code,"
+        " j.name_zh AS jurisdiction_name, u.department_code, d.name_zh AS department_name,"
+        " u.active, u.locked_until, u.totp_secret IS NOT NULL AS totp_enrolled,"
+        " u.oidc_subject IS NOT NULL AS single_sign_on, u.last_login_at,"
+        " u.password_changed_at"
+        " FROM users u LEFT JOIN jurisdictions j ON j.code = u.jurisdiction_code"
+        " LEFT JOIN departments d ON d.code = u.department_code ORDER BY u.username")
+
+
+def binding_choices(store: Store) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+    """(jurisdictions, departments) an account may be bound to, as (code, Chinese name)."""
+    jurisdictions = store.query("SELECT code, name_zh FROM jurisdictions WHERE level IN"
+                                " ('city', 'district', 'street', 'community') ORDER BY path")
+    departments = store.query("SELECT code, name_zh FROM departments ORDER BY code")
+    return [tuple(r) for r in jurisdictions], [tuple(r) for r in departments]
 
 
 def admin_create_user(store: Store, actor: User, username: str, password: str, *,
