@@ -59,10 +59,13 @@
       clock: function (_n, locale) {
         var lang = locale === "en" ? "en-GB" : "zh-CN";
         var now = new Date();
+        // the city's time (China Standard Time, as the server's local days and stamps),
+        // whatever zone the wall screen's own computer is set to
+        var zone = "Asia/Shanghai";
         var day = now.toLocaleDateString(lang, {
-          year: "numeric", month: "2-digit", day: "2-digit",
-        }) + " " + now.toLocaleDateString(lang, { weekday: "long" });
-        var time = now.toLocaleTimeString(lang, { hour12: false });
+          year: "numeric", month: "2-digit", day: "2-digit", timeZone: zone,
+        }) + " " + now.toLocaleDateString(lang, { weekday: "long", timeZone: zone });
+        var time = now.toLocaleTimeString(lang, { hour12: false, timeZone: zone });
         return [span(time, "yw-clock-time"), span(day, "yw-clock-date")];
       },
       activeNav: function (pathname) {
