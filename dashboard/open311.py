@@ -35,6 +35,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from werkzeug.exceptions import HTTPException
 
+from core import api_keys as keys
 from core import public
 from dashboard.context import current_store
 
@@ -417,7 +418,7 @@ def post_request(fmt: str) -> flask.Response:
         raise ApiError(429, "too many requests from this address; slow down and retry later")
     fields = _body_fields()
     store = current_store()
-    key = public.verify_api_key(store, fields.get("api_key"))
+    key = keys.verify_api_key(store, fields.get("api_key"))
     if key is None:
         raise ApiError(401 if not fields.get("api_key") else 403,
                        "a valid api_key is required to submit requests")
@@ -560,7 +561,7 @@ def _cli():
         """Create a key; its secret is printed this once."""
         store = open_store(settings_from(data_dir=data_dir))
         try:
-            key, secret = public.create_api_key(store, None, name, per_minute=per_minute)
+            key, secret = keys.create_api_key(store, None, name, per_minute=per_minute)
         except public.PublicError as exc:
             raise click.ClickException(exc.message) from None
         finally:
@@ -574,7 +575,7 @@ def _cli():
         """Every key: id, name, prefix, rate, created, revoked."""
         store = open_store(settings_from(data_dir=data_dir))
         try:
-            for k in public.list_api_keys(store, None):
+            for k in keys.list_api_keys(store, None):
                 state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
                 click.echo(f"{k.id}\t{k.name}\tyw_{k.prefix}_…\t{k.per_minute}/min\t"
                            f"{k.created_at:%Y-%m-%d}\t{state}")
@@ -588,7 +589,7 @@ def _cli():
         """Revoke a key at once."""
         store = open_store(settings_from(data_dir=data_dir))
         try:
-            public.revoke_api_key(store, None, key_id)
+            keys.revoke_api_key(store, None, key_id)
         except public.PublicError as exc:
             raise click.ClickException(exc.message) from None
         finally:

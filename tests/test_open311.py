@@ -13,7 +13,7 @@ import pytest
 import schemathesis
 from public_helpers import add_categories, jpeg_with_exif
 
-from core import public
+from core import api_keys
 from core.settings import load_settings
 from core.store import Store
 from dashboard.app import create_app
@@ -24,7 +24,7 @@ API = "/open311/v2"
 @pytest.fixture
 def api(tiny_city: Store, tmp_path: Path):
     add_categories(tiny_city)
-    _key, secret = public.create_api_key(tiny_city, None, "test client", per_minute=1000)
+    _key, secret = api_keys.create_api_key(tiny_city, None, "test client", per_minute=1000)
     app = create_app(tiny_city, load_settings(data_dir=tmp_path))
     app.server.config["OPEN311_POST_LIMIT"] = "1000/minute"
     return app, app.server.test_client(), secret, tiny_city
@@ -208,7 +208,7 @@ def test_burst_beyond_the_limits_gets_429(api) -> None:
     assert "too many" in text.lower()
     # the per-key limit, independent of the address
     app.server.config["OPEN311_POST_LIMIT"] = "1000/minute"
-    _key, slow = public.create_api_key(store, None, "slow client", per_minute=2)
+    _key, slow = api_keys.create_api_key(store, None, "slow client", per_minute=2)
     assert [_post(client, slow).status_code for _ in range(3)] == [201, 201, 429]
     # reads have their own per-address limit
     app.server.config["OPEN311_IP_LIMIT"] = "5/minute"
@@ -280,23 +280,23 @@ def test_staff_see_photos_of_incidents_in_their_scope_only(api, tmp_path: Path) 
 def test_api_keys_cli(tiny_city: Store, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from dashboard.open311 import api_keys
+    from dashboard.open311 import api_keys as api_keys_cli
 
     tiny_city.close()
     runner = CliRunner()
-    made = runner.invoke(api_keys, ["create", "Partner app", "--per-minute", "7",
+    made = runner.invoke(api_keys_cli, ["create", "Partner app", "--per-minute", "7",
                                     "--data-dir", str(tmp_path)])
     assert made.exit_code == 0, made.output
     secret = made.output.strip().splitlines()[-1]
     store = Store.open(tmp_path / "city.duckdb")
     try:
-        assert public.verify_api_key(store, secret).per_minute == 7
+        assert api_keys.verify_api_key(store, secret).per_minute == 7
     finally:
         store.close()
-    listed = runner.invoke(api_keys, ["list", "--data-dir", str(tmp_path)])
+    listed = runner.invoke(api_keys_cli, ["list", "--data-dir", str(tmp_path)])
     assert "Partner app" in listed.output and secret not in listed.output
-    assert runner.invoke(api_keys, ["revoke", "1", "--data-dir", str(tmp_path)]).exit_code == 0
-    again = runner.invoke(api_keys, ["revoke", "1", "--data-dir", str(tmp_path)])
+    assert runner.invoke(api_keys_cli, ["revoke", "1", "--data-dir", str(tmp_path)]).exit_code == 0
+    again = runner.invoke(api_keys_cli, ["revoke", "1", "--data-dir", str(tmp_path)])
     assert again.exit_code != 0 and "no active API key" in again.output
 
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 from public_helpers import add_categories, close_incident, jpeg_with_exif
 
-from core import public
+from core import api_keys, public
 from core.store import Store
 from core.users import create_user, get_user
 
@@ -202,15 +202,15 @@ def test_internal_incidents_are_not_public(city: Store) -> None:
 
 
 def test_api_keys_are_hashed_and_revocable(city: Store) -> None:
-    key, secret = public.create_api_key(city, None, "Partner app", per_minute=5)
-    assert public.verify_api_key(city, secret).id == key.id
+    key, secret = api_keys.create_api_key(city, None, "Partner app", per_minute=5)
+    assert api_keys.verify_api_key(city, secret).id == key.id
     assert secret not in str(city.query("SELECT * FROM public_api_keys"))
-    assert public.verify_api_key(city, secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
-    assert public.verify_api_key(city, "nonsense") is None
+    assert api_keys.verify_api_key(city, secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
+    assert api_keys.verify_api_key(city, "nonsense") is None
     with pytest.raises(public.PublicError):
-        public.create_api_key(city, get_user(city, "commander"), "nope")
-    public.revoke_api_key(city, get_user(city, "sysadmin"), key.id)
-    assert public.verify_api_key(city, secret) is None
+        api_keys.create_api_key(city, get_user(city, "commander"), "nope")
+    api_keys.revoke_api_key(city, get_user(city, "sysadmin"), key.id)
+    assert api_keys.verify_api_key(city, secret) is None
 
 
 def test_services_come_from_categories(city: Store) -> None:

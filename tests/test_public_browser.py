@@ -16,7 +16,7 @@ from browser_support import serving as _serving
 from conftest import build_tiny_city
 from public_helpers import add_categories, close_incident, jpeg_with_exif
 
-from core import public
+from core import api_keys, public
 from core.store import Store
 
 PHONE = {"width": 390, "height": 844}
@@ -32,7 +32,7 @@ def city_dir(tmp_path: Path) -> tuple[Path, str]:
     store = Store.open(tmp_path / "city.duckdb")
     build_tiny_city(store)
     add_categories(store)
-    _key, secret = public.create_api_key(store, None, "georeport test", per_minute=60)
+    _key, secret = api_keys.create_api_key(store, None, "georeport test", per_minute=60)
     store.close()
     return tmp_path, secret
 

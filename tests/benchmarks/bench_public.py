@@ -13,7 +13,7 @@ import time
 
 from PIL import Image
 
-from core import public
+from core import api_keys, public
 from core.settings import load_settings
 from core.store import Store
 from pipelines.demo import build_demo_city
@@ -36,7 +36,7 @@ def run() -> list[dict]:
         store = Store.open(settings.database_path)
         try:
             build_demo_city(store, settings, progress=False)
-            _key, secret = public.create_api_key(store, None, "bench", per_minute=10000)
+            _key, secret = api_keys.create_api_key(store, None, "bench", per_minute=10000)
             app = create_app(store, settings)
             app.server.config.update(OPEN311_IP_LIMIT="100000/minute",
                                      OPEN311_POST_LIMIT="100000/minute")
