@@ -19,7 +19,10 @@
 from __future__ import annotations
 
 import json
+import random
 import string
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -263,11 +266,43 @@ def authenticate(store: Store, username: str, password: str, *,
     return user
 
 
+# Logins of one account update its row: take turns in this process, and run again after a
+# write-write conflict with another process. A conflict must neither answer a login with an
+# error nor drop a failure from the lockout count.
+_LOGIN_WRITES = threading.Lock()
+
+
+def _conflict(exc: BaseException | None) -> bool:
+    """A write-write conflict (also when the audit log wrapped it in its own error)."""
+    while exc is not None:
+        if isinstance(exc, duckdb.TransactionException | duckdb.ConstraintException):
+            return True
+        exc = exc.__cause__
+    return False
+
+
+def _login_write(work):
+    for attempt in range(30):
+        try:
+            with _LOGIN_WRITES:
+                return work()
+        except Exception as exc:
+            if attempt == 29 or not _conflict(exc):
+                raise
+            time.sleep(random.uniform(0.002, 0.01) * (attempt + 1))
+    raise AssertionError("unreachable")
+
+
 def clear_failures(store: Store, username: str, now: datetime | None = None) -> None:
     """A login completed: forget failed attempts, remember when."""
-    with store.transaction() as cur:
-        cur.execute("UPDATE users SET last_login_at = ?, failed_logins = 0, locked_until = NULL"
-                    " WHERE username = ?", [now or _now(), username])
+    now = now or _now()
+
+    def work() -> None:
+        with store.transaction() as cur:
+            cur.execute("UPDATE users SET last_login_at = ?, failed_logins = 0,"
+                        " locked_until = NULL WHERE username = ?", [now, username])
+
+    _login_write(work)
 
 
 def note_failure(store: Store, username: str, *, policy: LoginPolicy | None = None,
@@ -278,22 +313,26 @@ def note_failure(store: Store, username: str, *, policy: LoginPolicy | None = No
 
     policy = policy or LoginPolicy()
     now = now or _now()
-    with store.transaction() as cur:
-        row = cur.execute("SELECT coalesce(failed_logins, 0) FROM users WHERE username = ?",
-                          [username]).fetchone()
-        if row is None:
-            return False
-        failures = row[0] + 1
-        if failures >= policy.max_failures:
-            until = now + timedelta(minutes=policy.lockout_minutes)
-            cur.execute("UPDATE users SET failed_logins = 0, locked_until = ?"
-                        " WHERE username = ?", [until, username])
-            record(store, username, "account_locked", target="session", cursor=cur,
-                   detail=json.dumps({"failures": failures, "until": until.isoformat()}))
-            return True
-        cur.execute("UPDATE users SET failed_logins = ? WHERE username = ?",
-                    [failures, username])
-    return False
+
+    def work() -> bool:
+        with store.transaction() as cur:
+            row = cur.execute("SELECT coalesce(failed_logins, 0) FROM users"
+                              " WHERE username = ?", [username]).fetchone()
+            if row is None:
+                return False
+            failures = row[0] + 1
+            if failures >= policy.max_failures:
+                until = now + timedelta(minutes=policy.lockout_minutes)
+                cur.execute("UPDATE users SET failed_logins = 0, locked_until = ?"
+                            " WHERE username = ?", [until, username])
+                record(store, username, "account_locked", target="session", cursor=cur,
+                       detail=json.dumps({"failures": failures, "until": until.isoformat()}))
+                return True
+            cur.execute("UPDATE users SET failed_logins = ? WHERE username = ?",
+                        [failures, username])
+        return False
+
+    return _login_write(work)
 
 
 def password_expired(store: Store, username: str, policy: PasswordPolicy | None = None,

@@ -127,3 +127,22 @@ def test_duplicate_username_is_refused(tiny_city: Store) -> None:
     with pytest.raises(UserError, match="'commander' exists already"):
         create_user(tiny_city, "commander", PASSWORD, role="leader", jurisdiction_code="D2")
     assert get_user(tiny_city, "commander").role is Role.COMMANDER
+
+
+def test_concurrent_logins_and_failures_of_one_account_all_count(tiny_city) -> None:
+    """Many requests of one account at once (a shared wall-screen account, or an attacker
+    guessing in parallel): no login fails on a write conflict and no failure is lost from
+    the lockout count."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from core.users import LoginPolicy, clear_failures, note_failure
+
+    with ThreadPoolExecutor(16) as pool:
+        list(pool.map(lambda _i: clear_failures(tiny_city, "cg_staff"), range(64)))
+    policy = LoginPolicy(max_failures=1000, lockout_minutes=15)
+    with ThreadPoolExecutor(16) as pool:
+        locked = list(pool.map(lambda _i: note_failure(tiny_city, "cg_staff", policy=policy),
+                               range(40)))
+    assert not any(locked)
+    assert tiny_city.query_one("SELECT failed_logins FROM users WHERE username = 'cg_staff'"
+                               ) == (40,)
