@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 PORT   ?= 8050
 DATA_DIR ?= data
 
-.PHONY: setup demo serve test bench soak lint fmt browser-deps bench-deps clean
+.PHONY: setup demo serve test bench soak lint fmt browser-deps bench-deps load clean
 
 # Re-installs only when pyproject.toml changes; a second `make` is instant.
 $(STAMP): pyproject.toml
@@ -29,6 +29,12 @@ test: setup
 
 bench: setup
 	$(BIN)/python tests/benchmarks/run.py $(BENCH_ARGS)
+
+# 50 wall screens + 200 department users on one embedded server (locust, 127.0.0.1 only):
+# LOAD_ARGS="--minutes 5 --walls 50 --staff 200"
+load: setup
+	$(BIN)/python -c "import locust" 2>/dev/null || $(BIN)/pip install -q --disable-pip-version-check -e ".[dev,load]"
+	$(BIN)/python tests/load/run.py $(LOAD_ARGS)
 
 # Wall screen left running (not part of `make test`): SOAK_ARGS="--minutes 5 --refresh 2"
 soak: setup
