@@ -14,7 +14,10 @@ the local day in ``LOCAL_UTC_OFFSET`` (China Standard Time: one zone for every C
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -25,8 +28,8 @@ from layers.registry import LayerAccessError, LayerRequest, empty_collection, la
 
 __all__ = ["KPI_RULES", "LOCAL_UTC_OFFSET", "NO_RESOLVED_TODAY", "NO_SENSORS", "VIEWS", "Kpi",
            "WallSnapshot", "WallView",
-           "choropleth_values", "kpi_level", "stale_sources", "ticker", "wall_kpis",
-           "wall_snapshot"]
+           "choropleth_values", "kpi_level", "shared_wall_snapshot", "stale_sources", "ticker",
+           "wall_kpis", "wall_snapshot"]
 
 LOCAL_UTC_OFFSET = timedelta(hours=8)
 TICKER_LIMIT = 12
@@ -345,3 +348,49 @@ def wall_snapshot(store: Store, scope: Scope, view_id: str, request: LayerReques
     indicator, values = choropleth_values(store, scope, view, scope.root_code, now)
     return WallSnapshot(now, view, wall_kpis(store, scope, now), ticker(store, scope, now),
                         layers, indicator, values, stale_sources(store))
+
+
+# -- one snapshot for every screen of the same scope ------------------------------------------
+# A command centre runs many wall screens (and leaders' offices some more) on the same few
+# scopes and views. A snapshot is computed once per (scope, view, map extent, hidden layers)
+# and shared for SHARE_SECONDS; screens arriving together wait for the one computation. The
+# key is everything the scope decides (not the user name, which no query uses), so users of
+# different scopes never share (tests/test_wall.py proves it).
+SHARE_SECONDS = 5.0
+_SHARED_MAX = 256
+_shared: OrderedDict[tuple, tuple[float, WallSnapshot]] = OrderedDict()
+_shared_lock = threading.Lock()
+_computing: dict[tuple, threading.Lock] = {}
+
+
+def _share_key(store: Store, scope: Scope, view_id: str, request: LayerRequest,
+               hidden: frozenset[str]) -> tuple:
+    bbox = tuple(round(v, 4) for v in request.bbox)
+    return (id(store), replace(scope, username=""), view_id, bbox, round(request.zoom, 2),
+            request.at, hidden)
+
+
+def shared_wall_snapshot(store: Store, scope: Scope, view_id: str, request: LayerRequest,
+                         hidden: frozenset[str] = frozenset(), *,
+                         seconds: float = SHARE_SECONDS) -> WallSnapshot:
+    """``wall_snapshot`` for the same scope and view, at most ``seconds`` old."""
+    key = _share_key(store, scope, view_id, request, hidden)
+    with _shared_lock:
+        hit = _shared.get(key)
+        if hit is not None and time.monotonic() - hit[0] < seconds:
+            return hit[1]
+        gate = _computing.setdefault(key, threading.Lock())
+    with gate:  # one computation per key; the others take its result
+        with _shared_lock:
+            hit = _shared.get(key)
+            if hit is not None and time.monotonic() - hit[0] < seconds:
+                return hit[1]
+        snap = wall_snapshot(store, scope, view_id, request, hidden)
+        with _shared_lock:
+            _shared[key] = (time.monotonic(), snap)
+            _shared.move_to_end(key)
+            while len(_shared) > _SHARED_MAX:
+                _shared.popitem(last=False)
+            _computing.pop(key, None)
+    return snap
+

@@ -232,3 +232,31 @@ def test_kpis_agree_with_core_indicators(city: Store) -> None:
                                          start=day0, end=NOW, now=NOW)
         assert kpis["on_time"].value == on_time.value
         assert kpis["online"].value == pytest.approx(online.value)
+
+
+def test_screens_of_one_scope_share_a_snapshot_and_other_scopes_never_do(city: Store) -> None:
+    from layers.wall import shared_wall_snapshot
+
+    create_user(city, "commander_2", TINY_PASSWORD, role="commander", jurisdiction_code="C")
+    request = LayerRequest((0.0, 0.0, 2.0, 1.0), 9.0, NOW)
+    one = shared_wall_snapshot(city, scope_for(city, get_user(city, "commander")), "city",
+                               request)
+    # a second screen of the same scope (another account) gets the very same snapshot
+    two = shared_wall_snapshot(city, scope_for(city, get_user(city, "commander_2")), "city",
+                               request)
+    assert two is one
+    # a district commander never gets the city's, nor the city's another view
+    d1 = shared_wall_snapshot(city, scope_for(city, get_user(city, "d1_commander")), "city",
+                              request)
+    assert d1 is not one
+    assert {k.id: k.value for k in d1.kpis}["open"] == 3
+    assert {k.id: k.value for k in one.kpis}["open"] == 5
+    other_view = shared_wall_snapshot(city, scope_for(city, get_user(city, "commander")),
+                                      "air", request)
+    assert other_view is not one
+    # once too old, the snapshot is computed afresh, and then shared again
+    fresh = shared_wall_snapshot(city, scope_for(city, get_user(city, "commander")), "city",
+                                 request, seconds=0)
+    assert fresh is not one
+    assert shared_wall_snapshot(city, scope_for(city, get_user(city, "commander_2")), "city",
+                                request) is fresh

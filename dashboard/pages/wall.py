@@ -41,7 +41,7 @@ from layers.wall import (
     NO_SENSORS,
     VIEWS,
     Kpi,
-    wall_snapshot,
+    shared_wall_snapshot,
 )
 
 dash.register_page(__name__, path="/wall", name=N_("Wall screen"), order=90,
@@ -316,7 +316,8 @@ def refresh(_n: int | None, view_id: str | None, viewport: dict[str, Any] | None
     view_id = view_id if view_id in VIEWS else "city"
     shown = {t for t in (toggles or []) if t in TOGGLEABLE}
     hidden = frozenset(TOGGLEABLE) - shown
-    snap = wall_snapshot(current_store(), scope, view_id, _request(viewport, scope), hidden)
+    snap = shared_wall_snapshot(current_store(), scope, view_id, _request(viewport, scope),
+                                hidden)
     empty = {"type": "FeatureCollection", "features": []}
     data: list[Any] = []
     for layer_id in POINT_LAYERS:
