@@ -49,6 +49,11 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the web server listens on.")
     port: int = Field(8050, ge=1, le=65535, description="Port the web server listens on.")
     threads: int = Field(8, ge=1, le=256, description="Web server worker threads.")
+    connection_limit: int = Field(
+        1000, ge=10, le=100_000,
+        description="Open HTTP connections the embedded server keeps (waitress's default of 100 "
+                    "queued every browser past the hundredth: wall screens and staff keep theirs "
+                    "open).")
     secret_key: str = Field(
         "",
         description="Session signing key. Empty: generated once into <data_dir>/secret_key.",

@@ -109,7 +109,8 @@ def _serve_waitress(settings: Settings) -> None:
     app = create_app(store, settings)
     running = start_services(store, settings)
     server = create_server(app.server, host=settings.host, port=settings.port,
-                           threads=settings.threads, ident="yiwang")
+                           threads=settings.threads, ident="yiwang",
+                           connection_limit=settings.connection_limit)
     previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     console.print(f"Yiwang serving [bold]http://{settings.host}:{settings.port}/[/]  "
                   "(Ctrl-C to stop)")
