@@ -150,3 +150,20 @@ def test_outside_and_invisible_incidents(city: Store) -> None:
     hidden = scope.invisible_incidents(city, {2, "3", 4, "5", "abc", -1, 2**70, True})
     assert hidden == {4, "5", "abc", -1, 2**70, True}
     assert scope_of(city, "sysadmin").invisible_incidents(city, {1, 2}) == {1, 2}
+
+
+def test_the_root_scope_needs_no_subtree_join_and_still_sees_exactly_the_city(city: Store
+                                                                              ) -> None:
+    root = scope_for(city, get_user(city, "commander"))
+    district = scope_for(city, get_user(city, "d1_commander"))
+    assert root.covers_everything and not district.covers_everything
+    where, params = root.jurisdiction_filter("code")
+    assert params == [] and "jurisdictions" not in where
+    # the shortcut keeps what the subtree join kept: every jurisdiction of the tree
+    everything = {r[0] for r in city.query("SELECT code FROM jurisdictions")}
+    assert {r[0] for r in city.query(f"SELECT code FROM jurisdictions WHERE {where}",
+                                     params)} == everything
+    dwhere, dparams = district.jurisdiction_filter("code")
+    inside = {r[0] for r in city.query(f"SELECT code FROM jurisdictions WHERE {dwhere}",
+                                       dparams)}
+    assert inside and inside < everything and all(c.startswith("D1") for c in inside)
