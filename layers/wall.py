@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -32,6 +33,7 @@ __all__ = ["KPI_RULES", "LOCAL_UTC_OFFSET", "NO_RESOLVED_TODAY", "NO_SENSORS", "
            "wall_kpis", "wall_snapshot"]
 
 LOCAL_UTC_OFFSET = timedelta(hours=8)
+WALL_THREADS = 3  # reads of one refresh run side by side (2-core machines: 3 keeps both busy)
 TICKER_LIMIT = 12
 
 
@@ -332,22 +334,34 @@ class WallSnapshot:
 
 def wall_snapshot(store: Store, scope: Scope, view_id: str, request: LayerRequest,
                   hidden: frozenset[str] = frozenset()) -> WallSnapshot:
-    """One full wall refresh for the user's scope (layers in ``hidden`` come back empty)."""
+    """One full wall refresh for the user's scope (layers in ``hidden`` come back empty).
+
+    Its reads are independent: they run side by side, each on its thread's own cursor (DuckDB
+    releases the GIL), in threads that end with the call and close their cursors with them.
+    """
     view = VIEWS.get(view_id) or VIEWS["city"]
     now = request.when
-    layers: dict[str, dict[str, Any]] = {}
-    for layer_id, options in view.layers.items():
+
+    def layer(layer_id: str, options: dict[str, Any]) -> dict[str, Any]:
         if layer_id in hidden:
-            layers[layer_id] = empty_collection()
-            continue
-        layer_request = LayerRequest(request.bbox, request.zoom, now, options)
+            return empty_collection()
         try:
-            layers[layer_id] = layer_features(store, scope, layer_id, layer_request)
+            return layer_features(store, scope, layer_id,
+                                  LayerRequest(request.bbox, request.zoom, now, options))
         except LayerAccessError:
-            layers[layer_id] = empty_collection()
-    indicator, values = choropleth_values(store, scope, view, scope.root_code, now)
-    return WallSnapshot(now, view, wall_kpis(store, scope, now), ticker(store, scope, now),
-                        layers, indicator, values, stale_sources(store))
+            return empty_collection()
+
+    with ThreadPoolExecutor(WALL_THREADS, thread_name_prefix="yiwang-wall") as pool:
+        kpis = pool.submit(wall_kpis, store, scope, now)
+        events = pool.submit(ticker, store, scope, now)
+        choropleth = pool.submit(choropleth_values, store, scope, view, scope.root_code, now)
+        pending = {layer_id: pool.submit(layer, layer_id, options)
+                   for layer_id, options in view.layers.items()}
+        stale = stale_sources(store)
+        layers = {layer_id: future.result() for layer_id, future in pending.items()}
+        indicator, values = choropleth.result()
+        return WallSnapshot(now, view, kpis.result(), events.result(), layers, indicator,
+                            values, stale)
 
 
 # -- one snapshot for every screen of the same scope ------------------------------------------
