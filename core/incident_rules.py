@@ -26,12 +26,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-import duckdb
-
 from core.audit import record, signing
 from core.roles import Role
 from core.scope import Scope, scope_for
-from core.store import Store
+from core.store import Store, write_conflict
 from core.users import User
 
 
@@ -280,15 +278,6 @@ def _fmt(ts: datetime | None) -> str:
     return ts.strftime("%Y-%m-%d %H:%M") if ts else "—"
 
 
-def _conflict(exc: BaseException) -> bool:
-    """A write-write conflict (also when the audit log wrapped it in its own error)."""
-    while exc is not None:
-        if isinstance(exc, duckdb.TransactionException | duckdb.ConstraintException):
-            return True
-        exc = exc.__cause__
-    return False
-
-
 def _retrying(work):
     """Run ``work()`` (one transaction) again after a write-write conflict, from a fresh read."""
     for attempt in range(_MAX_ATTEMPTS):
@@ -297,7 +286,7 @@ def _retrying(work):
         except TransitionRefused:
             raise
         except Exception as exc:
-            if not _conflict(exc):
+            if not write_conflict(exc):
                 raise
             if attempt == _MAX_ATTEMPTS - 1:
                 raise TransitionRefused(

@@ -29,7 +29,8 @@ from typing import Any
 
 import duckdb
 
-__all__ = ["Store", "StoreError", "extension_path", "spatial_extension_path"]
+__all__ = ["Store", "StoreError", "extension_path", "spatial_extension_path",
+           "write_conflict"]
 
 MIGRATIONS_PACKAGE = "core.migrations"
 _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
@@ -42,6 +43,16 @@ _WRITE = re.compile(
 
 class StoreError(RuntimeError):
     """The database cannot be opened or migrated; the message says why."""
+
+
+def write_conflict(exc: BaseException | None) -> bool:
+    """Did a write lose to a concurrent one (DuckDB's optimistic concurrency), also when
+    wrapped by another error (the audit log's)? The loser runs its transaction again."""
+    while exc is not None:
+        if isinstance(exc, duckdb.TransactionException | duckdb.ConstraintException):
+            return True
+        exc = exc.__cause__
+    return False
 
 
 def spatial_extension_path() -> Path:

@@ -32,7 +32,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
 from core.roles import Role
-from core.store import Store
+from core.store import Store, write_conflict
 
 __all__ = [
     "ADMIN_ROLES",
@@ -272,22 +272,13 @@ def authenticate(store: Store, username: str, password: str, *,
 _LOGIN_WRITES = threading.Lock()
 
 
-def _conflict(exc: BaseException | None) -> bool:
-    """A write-write conflict (also when the audit log wrapped it in its own error)."""
-    while exc is not None:
-        if isinstance(exc, duckdb.TransactionException | duckdb.ConstraintException):
-            return True
-        exc = exc.__cause__
-    return False
-
-
 def _login_write(work):
     for attempt in range(30):
         try:
             with _LOGIN_WRITES:
                 return work()
         except Exception as exc:
-            if attempt == 29 or not _conflict(exc):
+            if attempt == 29 or not write_conflict(exc):
                 raise
             time.sleep(random.uniform(0.002, 0.01) * (attempt + 1))
     raise AssertionError("unreachable")

@@ -36,14 +36,14 @@ def test_one_hundred_threads_claim_one_incident(city: Store, process_lock: bool,
     conflicts = []
     if not process_lock:
         monkeypatch.setattr(incidents_module, "_WRITE_LOCK", contextlib.nullcontext())
-        real = incidents_module._conflict
+        real = incidents_module.write_conflict
 
         def counting(exc: BaseException) -> bool:
             found = real(exc)
             conflicts.append(found)
             return found
 
-        monkeypatch.setattr(incidents_module, "_conflict", counting)
+        monkeypatch.setattr(incidents_module, "write_conflict", counting)
     incident_id = _dispatched(city)
     staff = user(city, "cg_staff")
     barrier = threading.Barrier(100)
