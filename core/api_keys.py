@@ -24,7 +24,8 @@ from core.sla import utcnow
 from core.store import Store
 from core.users import User
 
-__all__ = ["ApiKey", "create_api_key", "list_api_keys", "revoke_api_key", "verify_api_key"]
+__all__ = ["ApiKey", "api_keys_command", "create_api_key", "list_api_keys", "revoke_api_key",
+           "verify_api_key"]
 
 
 @dataclass(frozen=True)
@@ -102,3 +103,64 @@ def revoke_api_key(store: Store, actor: User | None, key_id: int) -> None:
         if not hit:
             raise PublicError(f"no active API key {key_id}", status=404)
         record(store, who, "public.api_key.revoke", target=f"api_key:{key_id}", cursor=cur)
+
+
+# -- `yiwang api-keys` -----------------------------------------------------------------------
+
+def _cli():
+    import click
+
+    from core.cli import console, data_dir_option, open_store, settings_from
+
+    @click.group("api-keys")
+    def api_keys() -> None:
+        """Manage the API keys of Open311 clients (only hashes are stored)."""
+
+    @api_keys.command("create")
+    @data_dir_option
+    @click.argument("name")
+    @click.option("--per-minute", type=int, default=30, show_default=True,
+                  help="Requests this key may submit per minute.")
+    def create(data_dir, name: str, per_minute: int) -> None:
+        """Create a key; its secret is printed this once."""
+        store = open_store(settings_from(data_dir=data_dir))
+        try:
+            key, secret = create_api_key(store, None, name, per_minute=per_minute)
+        except PublicError as exc:
+            raise click.ClickException(exc.message) from None
+        finally:
+            store.close()
+        console.print(f"API key {key.id} ({key.name}, {key.per_minute}/minute):")
+        click.echo(secret)
+
+    @api_keys.command("list")
+    @data_dir_option
+    def list_(data_dir) -> None:
+        """Every key: id, name, prefix, rate, created, revoked."""
+        store = open_store(settings_from(data_dir=data_dir))
+        try:
+            for k in list_api_keys(store, None):
+                state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+                click.echo(f"{k.id}\t{k.name}\tyw_{k.prefix}_…\t{k.per_minute}/min\t"
+                           f"{k.created_at:%Y-%m-%d}\t{state}")
+        finally:
+            store.close()
+
+    @api_keys.command("revoke")
+    @data_dir_option
+    @click.argument("key_id", type=int)
+    def revoke(data_dir, key_id: int) -> None:
+        """Revoke a key at once."""
+        store = open_store(settings_from(data_dir=data_dir))
+        try:
+            revoke_api_key(store, None, key_id)
+        except PublicError as exc:
+            raise click.ClickException(exc.message) from None
+        finally:
+            store.close()
+        click.echo(f"API key {key_id} revoked")
+
+    return api_keys
+
+
+api_keys_command = _cli()

@@ -35,8 +35,7 @@ from limits.storage import MemoryStorage
 from limits.strategies import MovingWindowRateLimiter
 from werkzeug.exceptions import HTTPException
 
-from core import api_keys as keys
-from core import public
+from core import api_keys, public
 from dashboard.context import current_store
 
 __all__ = ["PREFIX", "RateGate", "init_open311", "openapi_spec", "rate_gate"]
@@ -418,7 +417,7 @@ def post_request(fmt: str) -> flask.Response:
         raise ApiError(429, "too many requests from this address; slow down and retry later")
     fields = _body_fields()
     store = current_store()
-    key = keys.verify_api_key(store, fields.get("api_key"))
+    key = api_keys.verify_api_key(store, fields.get("api_key"))
     if key is None:
         raise ApiError(401 if not fields.get("api_key") else 403,
                        "a valid api_key is required to submit requests")
@@ -539,64 +538,3 @@ def openapi_spec() -> dict[str, Any]:
         },
         "servers": [{"url": PREFIX}],
     }
-
-
-# -- `yiwang api-keys` -----------------------------------------------------------------------
-
-def _cli():
-    import click
-
-    from core.cli import console, data_dir_option, open_store, settings_from
-
-    @click.group("api-keys")
-    def api_keys() -> None:
-        """Manage the API keys of Open311 clients (only hashes are stored)."""
-
-    @api_keys.command("create")
-    @data_dir_option
-    @click.argument("name")
-    @click.option("--per-minute", type=int, default=30, show_default=True,
-                  help="Requests this key may submit per minute.")
-    def create(data_dir, name: str, per_minute: int) -> None:
-        """Create a key; its secret is printed this once."""
-        store = open_store(settings_from(data_dir=data_dir))
-        try:
-            key, secret = keys.create_api_key(store, None, name, per_minute=per_minute)
-        except public.PublicError as exc:
-            raise click.ClickException(exc.message) from None
-        finally:
-            store.close()
-        console.print(f"API key {key.id} ({key.name}, {key.per_minute}/minute):")
-        click.echo(secret)
-
-    @api_keys.command("list")
-    @data_dir_option
-    def list_(data_dir) -> None:
-        """Every key: id, name, prefix, rate, created, revoked."""
-        store = open_store(settings_from(data_dir=data_dir))
-        try:
-            for k in keys.list_api_keys(store, None):
-                state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
-                click.echo(f"{k.id}\t{k.name}\tyw_{k.prefix}_…\t{k.per_minute}/min\t"
-                           f"{k.created_at:%Y-%m-%d}\t{state}")
-        finally:
-            store.close()
-
-    @api_keys.command("revoke")
-    @data_dir_option
-    @click.argument("key_id", type=int)
-    def revoke(data_dir, key_id: int) -> None:
-        """Revoke a key at once."""
-        store = open_store(settings_from(data_dir=data_dir))
-        try:
-            keys.revoke_api_key(store, None, key_id)
-        except public.PublicError as exc:
-            raise click.ClickException(exc.message) from None
-        finally:
-            store.close()
-        click.echo(f"API key {key_id} revoked")
-
-    return api_keys
-
-
-api_keys = _cli()

@@ -280,7 +280,7 @@ def test_staff_see_photos_of_incidents_in_their_scope_only(api, tmp_path: Path) 
 def test_api_keys_cli(tiny_city: Store, tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from dashboard.open311 import api_keys as api_keys_cli
+    from core.api_keys import api_keys_command as api_keys_cli
 
     tiny_city.close()
     runner = CliRunner()
