@@ -10,12 +10,6 @@ Concurrency: DuckDB answers a write-write conflict with ``TransactionException``
 waiting. A conflicting transaction is rolled back and tried again from a fresh read, so the
 loser of a claim race is refused with "already claimed by <department> at <time>".
 
->>> Status("claimed") in OPEN_STATUSES
-True
->>> PRIORITIES[0]
-'emergency'
->>> TRANSITIONS[(Role.DEPT_STAFF, "claim")].to_status
-<Status.CLAIMED: 'claimed'>
 >>> inc = report_incident(store, None, category="garbage_overflow", title="垃圾满溢",
 ...                       lon=120.3, lat=31.9, source="hotline")          # doctest: +SKIP
 >>> transition(store, commander, inc.id, "dispatch", department="cg")     # doctest: +SKIP
