@@ -37,7 +37,8 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 
-from core.rollups import stage_deltas
+from core.readings_batch import clean_readings
+from core.rollups import stage_deltas, stage_ordered
 from core.store import Store
 
 __all__ = [
@@ -283,19 +284,19 @@ def load(store: Store, contract: Contract, table: pa.Table, *, run_id: int, sour
             with store.transaction() as cur:
                 in_transaction(cur)
         return LoadStats()
-    clean = (_clean_readings(store, table)
+    clean = (clean_readings(store, table)
              if contract.table == "readings" and quarantine_ids is None else None)
     if clean is not None:
         with store.transaction() as cur:
-            cur.register("_ingest_good", clean)
+            cur.register("_ingest_good", clean.table)
             try:
-                loaded = _insert_readings(cur)
+                loaded = _insert_readings(cur, clean.table if clean.ordered else None)
             finally:
                 cur.unregister("_ingest_good")
             if in_transaction is not None:
                 in_transaction(cur)
             _before_commit(cur)
-        return LoadStats(clean.num_rows, loaded, 0)
+        return LoadStats(clean.table.num_rows, loaded, 0)
     table = _stringify_unsupported(table)
     present = {name: table.schema.field(name).type for name in table.column_names}
     plan = _plan(contract, present)
@@ -320,39 +321,6 @@ def load(store: Store, contract: Contract, table: pa.Table, *, run_id: int, sour
                 cur.execute(f"DROP {'VIEW' if kind == 'VIEW' else 'TABLE'} _ingest_good")
             cur.execute("DROP TABLE IF EXISTS _ingest_typed")
     return stats
-
-
-def _clean_readings(store: Store, table: pa.Table) -> pa.Table | None:
-    """The batch when it is typed readings (integer ids, timestamps, floats) that pass every
-    check, done with Arrow compute: no nulls, finite values, known sensors, no key twice.
-    None otherwise (the general path then refuses the bad rows one by one)."""
-    import pyarrow.compute as pc
-
-    schema = table.schema
-    if not (set(table.column_names) == {"sensor_id", "ts", "value"}
-            and pa.types.is_integer(schema.field("sensor_id").type)
-            and pa.types.is_timestamp(schema.field("ts").type)
-            and schema.field("ts").type.tz in (None, "UTC", "+00:00")
-            and pa.types.is_floating(schema.field("value").type)):
-        return None
-    if any(table.column(c).null_count for c in ("sensor_id", "ts", "value")):
-        return None
-    if not pc.all(pc.is_finite(table.column("value"))).as_py():
-        return None
-    known = pa.array([r[0] for r in store.query("SELECT id FROM sensors")],
-                     type=schema.field("sensor_id").type)
-    if not pc.all(pc.is_in(table.column("sensor_id"), value_set=known)).as_py():
-        return None
-    import pandas as pd  # its hash-based duplicated() is the fastest exact check here
-
-    keys = pd.DataFrame({"s": table.column("sensor_id").to_numpy(),
-                         "t": table.column("ts").cast(pa.int64()).to_numpy()})
-    if keys.duplicated().any():
-        return None
-    if schema.field("ts").type != pa.timestamp("us"):
-        table = table.set_column(table.column_names.index("ts"), "ts",
-                                 table.column("ts").cast(pa.timestamp("us")))
-    return table.select(["sensor_id", "ts", "value"])
 
 
 def _stringify_unsupported(table: pa.Table) -> pa.Table:
@@ -511,7 +479,9 @@ def _jurisdiction(cur: duckdb.DuckDBPyConnection, contract: Contract) -> None:
         WHERE jurisdiction_code IS NULL AND _reason = ''""")
 
 
-def _insert_readings(cur: duckdb.DuckDBPyConnection) -> int:
+def _insert_readings(cur: duckdb.DuckDBPyConnection, ordered: pa.Table | None = None) -> int:
+    """Insert the rows of ``_ingest_good`` not stored yet and stage their rollup deltas;
+    ``ordered`` is the same batch in time order (its deltas are then aggregated in Arrow)."""
     span = cur.execute("SELECT min(ts), max(ts) FROM _ingest_good").fetchone()
     if span[0] is None:
         return 0
@@ -530,7 +500,7 @@ def _insert_readings(cur: duckdb.DuckDBPyConnection) -> int:
         new = "_ingest_new"
     loaded = cur.execute(f"INSERT INTO readings SELECT sensor_id, ts, value FROM {new}"
                          ).fetchone()[0]
-    if loaded:
+    if loaded and not (ordered is not None and not overlap and stage_ordered(cur, ordered)):
         stage_deltas(cur, new)
     if overlap:
         cur.execute("DROP TABLE _ingest_new")

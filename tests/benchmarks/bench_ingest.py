@@ -3,8 +3,8 @@
 The same Parquet file of readings (2,400 sensors; ``YIWANG_BENCH_INGEST_ROWS``, default
 2 M rows) is loaded twice into fresh databases: once by ``COPY readings FROM 'x.parquet'``
 (no checks at all), once by the pipeline (read with pyarrow, typed and validated, unknown
-sensors and duplicates refused, hours marked for the rollups, one transaction). Reports
-both rates and their ratio (target ≥ 0.6 of COPY and ≥ 1 M rows/s).
+sensors and duplicates refused, rollup deltas staged, one transaction). Each is run three
+times, alternating, and the best time of each counts. Reports both rates and their ratio (target ≥ 0.6 of COPY and ≥ 1 M rows/s).
 Run alone with ``python tests/benchmarks/bench_ingest.py``.
 """
 
@@ -26,6 +26,7 @@ from core.ingest import READINGS, load  # noqa: E402
 from core.store import Store  # noqa: E402
 
 SENSORS = 2400
+REPEATS = 3
 
 
 def _store(path: Path) -> Store:
@@ -55,27 +56,31 @@ def run() -> list[dict]:
         parquet = tmp / "readings.parquet"
         _parquet(parquet, rows)
         rows = pq.read_metadata(parquet).num_rows
-        copy_store = _store(tmp / "copy.duckdb")
-        try:
-            started = time.perf_counter()
-            with copy_store.transaction() as cur:
-                cur.execute(f"COPY readings FROM '{parquet}' (FORMAT parquet)")
-            copy_s = time.perf_counter() - started
-        finally:
-            copy_store.close()
-        ours = _store(tmp / "ours.duckdb")
-        try:
-            started = time.perf_counter()
-            table = pq.read_table(parquet)
-            stats = load(ours, READINGS, table, run_id=1, source="bench")
-            ours_s = time.perf_counter() - started
-            assert stats.loaded == rows, stats
-            started = time.perf_counter()
-            again = load(ours, READINGS, table, run_id=2, source="bench")
-            again_s = time.perf_counter() - started
-            assert again.loaded == 0
-        finally:
-            ours.close()
+        copy_s = ours_s = again_s = float("inf")
+        for attempt in range(REPEATS):  # alternating, best of each: the machine is shared
+            copy_store = _store(tmp / f"copy{attempt}.duckdb")
+            try:
+                started = time.perf_counter()
+                with copy_store.transaction() as cur:
+                    cur.execute(f"COPY readings FROM '{parquet}' (FORMAT parquet)")
+                copy_s = min(copy_s, time.perf_counter() - started)
+            finally:
+                copy_store.close()
+            ours = _store(tmp / f"ours{attempt}.duckdb")
+            try:
+                started = time.perf_counter()
+                table = pq.read_table(parquet)
+                stats = load(ours, READINGS, table, run_id=1, source="bench")
+                ours_s = min(ours_s, time.perf_counter() - started)
+                assert stats.loaded == rows, stats
+                started = time.perf_counter()
+                again = load(ours, READINGS, table, run_id=2, source="bench")
+                again_s = min(again_s, time.perf_counter() - started)
+                assert again.loaded == 0
+                # the rollup deltas of every row were staged, once
+                assert ours.query_one("SELECT sum(n) FROM rollup_deltas") == (rows,)
+            finally:
+                ours.close()
     copy_rate, ours_rate = rows / copy_s, rows / ours_s
     note = f"{rows:,} readings, {SENSORS} sensors, same Parquet file"
     return [
