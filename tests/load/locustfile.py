@@ -32,15 +32,14 @@ from itertools import count
 from typing import Any
 from urllib.parse import urlsplit
 
-from locust import HttpUser, between, constant_pacing, events, task
+from dash_calls import DASH, ROUTER_OUTPUT, callback_body, find, index_dependencies, router_inputs
+from locust import FastHttpUser, between, constant_pacing, events, task
 
 PASSWORD = os.environ.get("YIWANG_LOAD_PASSWORD", "Yiwang#2026")
 WALL_ACCOUNT = os.environ.get("YIWANG_LOAD_WALL_ACCOUNT", "commander")
 STAFF_ACCOUNTS = [a for a in os.environ.get("YIWANG_LOAD_STAFF_ACCOUNTS", "cg_staff").split(",")
                   if a]
 WALL_REFRESH_S = float(os.environ.get("YIWANG_LOAD_WALL_REFRESH", "10"))
-DASH = "/_dash-update-component"
-ROUTER_OUTPUT = ".._pages_content.children..._pages_store.data.."
 PREFERRED_ACTIONS = ("claim", "start", "resolve")
 
 _records: list[tuple[float, str, float, bool, str]] = []
@@ -87,32 +86,7 @@ def _dump(environment, **_kw) -> None:
             out.write(json.dumps([t, name, ms, ok, error]) + "\n")
 
 
-def _split_outputs(output: str) -> list[dict[str, str]]:
-    """Dash's ``..a.children...b.data..`` output string → the ``outputs`` list it posts."""
-    parts = output[2:-2].split("...") if output.startswith("..") else [output]
-    result = []
-    for part in parts:
-        ident, _dot, prop = part.rpartition(".")
-        result.append({"id": ident, "property": prop})
-    return result
-
-
-def _find(node: Any, component_id: str) -> dict | None:
-    """The props of the component with ``component_id`` in a Dash layout tree."""
-    stack = [node]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            props = item.get("props")
-            if isinstance(props, dict) and props.get("id") == component_id:
-                return props
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-    return None
-
-
-class YiwangUser(HttpUser):
+class YiwangUser(FastHttpUser):
     abstract = True
     account = ""
     deps: dict[str, dict]
@@ -130,21 +104,13 @@ class YiwangUser(HttpUser):
         self.account = username
 
     def load_deps(self) -> None:
-        deps = self.client.get("/_dash-dependencies", name="dash dependencies").json()
-        self.deps = {}
-        for dep in deps:
-            for out in _split_outputs(dep["output"]):
-                self.deps.setdefault(f"{out['id']}.{out['property'].split('@')[0]}", dep)
+        self.deps = index_dependencies(
+            self.client.get("/_dash-dependencies", name="dash dependencies").json())
 
     def callback(self, key: str, name: str, inputs: list, state: list | None = None,
                  changed: list[str] | None = None, *, expect: int = 200):
         """POST one Dash callback (the one with output ``key``); returns its JSON or None."""
-        dep = self.deps[key]
-        outputs = _split_outputs(dep["output"])
-        body = {"output": dep["output"],
-                "outputs": outputs if dep["output"].startswith("..") else outputs[0],
-                "inputs": inputs, "state": state or [],
-                "changedPropIds": changed or [f"{inputs[0]['id']}.{inputs[0]['property']}"]}
+        body = callback_body(self.deps[key], inputs, state, changed)
         with self.client.post(DASH, json=body, name=name, catch_response=True,
                               headers={"Origin": self.host}) as resp:
             if resp.status_code != expect:
@@ -160,11 +126,8 @@ class YiwangUser(HttpUser):
 
     def open_page(self, path: str, search: str = "") -> dict | None:
         """What a click on a dcc.Link does: the pages router callback (plus the nav one)."""
-        answer = self.callback(
-            "_pages_content.children", f"page {path} (router)",
-            [{"id": "_pages_location", "property": "pathname", "value": path},
-             {"id": "_pages_location", "property": "search", "value": search}],
-            changed=["_pages_location.pathname", "_pages_location.search"])
+        inputs, changed = router_inputs(path, search)
+        answer = self.callback(ROUTER_OUTPUT, f"page {path} (router)", inputs, changed=changed)
         if answer is None:
             return None
         return answer["data"]["response"]["_pages_content"]["children"]
@@ -184,11 +147,11 @@ class WallScreen(YiwangUser):
         layout = self.open_page("/wall")
         if layout is None:
             raise RuntimeError("wall layout failed")
-        self.viewport = (_find(layout, "wall-viewport") or {}).get("data")
-        config = (_find(layout, "wall-config") or {}).get("data") or {}
+        self.viewport = (find(layout, "wall-viewport") or {}).get("data")
+        config = (find(layout, "wall-config") or {}).get("data") or {}
         self.views = config.get("views") or ["city"]
         self.view_index = 0
-        self.toggles = (_find(layout, "wall-toggles") or {}).get("value") or []
+        self.toggles = (find(layout, "wall-toggles") or {}).get("value") or []
         self.ticks = 0
         self.trigger = 0
         self.seq = 0
@@ -291,10 +254,9 @@ class DeptStaff(YiwangUser):
                  {"id": "incident-hours", "property": "value", "value": None},
                  {"id": "incident-rating", "property": "value", "value": None},
                  {"id": "incident-into", "property": "value", "value": None}]
-        dep = self.deps["incident-message.children"]
-        body = {"output": dep["output"], "outputs": _split_outputs(dep["output"]),
-                "inputs": [{"id": "incident-confirm", "property": "n_clicks", "value": 1}],
-                "state": state, "changedPropIds": ["incident-confirm.n_clicks"]}
+        body = callback_body(self.deps["incident-message.children"],
+                             [{"id": "incident-confirm", "property": "n_clicks", "value": 1}],
+                             state)
         with self.client.post(DASH, json=body, name=f"incident: confirm {action}",
                               catch_response=True, headers={"Origin": self.host}) as resp:
             if resp.status_code != 200:

@@ -18,6 +18,12 @@ error: it is counted apart.
 
     python tests/load/run.py                          # 2 minutes, 50 walls + 200 staff
     python tests/load/run.py --minutes 5 --walls 50 --staff 200 --data-dir /tmp/city
+    python tests/load/run.py --cluster 3              # the same against 3 web processes
+
+``--cluster N`` copies the city into a DuckLake store on the machine's PostgreSQL
+(``YIWANG_LOAD_PG``, default postgresql://postgres@127.0.0.1:5432; a database made and
+dropped for the run) and serves it with ``yiwang serve --workers N`` (gunicorn; the scheduler
+runs on the elected leader). The server CPU then counts the workers too.
 """
 
 from __future__ import annotations
@@ -46,13 +52,55 @@ def _pct(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
-def _cpu_seconds(pid: int) -> float:
-    """User + system CPU of ``pid`` and its reaped children so far (from /proc)."""
+def _stat(pid: int) -> list[str] | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
+        return None
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU of ``pid``, its live children (gunicorn's workers) and its reaped
+    children so far (from /proc)."""
+    fields = _stat(pid)
+    if fields is None:
         return float("nan")
-    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    total = sum(int(v) for v in fields[11:15])
+    for entry in Path("/proc").iterdir():
+        child = _stat(int(entry.name)) if entry.name.isdigit() else None
+        if child is not None and child[1] == str(pid):      # field 4: the parent's pid
+            total += sum(int(v) for v in child[11:13])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+PG = os.environ.get("YIWANG_LOAD_PG", "postgresql://postgres@127.0.0.1:5432")
+
+
+def _cluster(data_dir: Path, console) -> tuple[str, Path, str]:
+    """A fresh PostgreSQL database holding a DuckLake copy of the city (``yiwang
+    migrate-to-cluster``); (storage url, cluster data folder, database name)."""
+    import uuid
+
+    import psycopg
+
+    name = f"yiwang_load_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as con:
+        con.execute(f"CREATE DATABASE {name}")
+    shared = data_dir / f"cluster-{name}"
+    shared.mkdir()
+    url = f"ducklake:{PG}/{name}?data_path={shared / 'lake'}"
+    console.print(f"copying the city into the cluster store {PG}/{name} …")
+    subprocess.run([str(BIN / "yiwang"), "migrate-to-cluster", "--from",
+                    str(data_dir / "city.duckdb"), "--to", url, "--data-dir", str(shared)],
+                   check=True, stdout=subprocess.DEVNULL)
+    return url, shared, name
+
+
+def _drop_cluster(name: str) -> None:
+    import psycopg
+
+    with psycopg.connect(f"{PG}/postgres", autocommit=True) as con:
+        con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 class LoadSampler(threading.Thread):
@@ -118,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
         tmp = tempfile.TemporaryDirectory(prefix="yiwang-load-")
         data_dir = Path(tmp.name)
     nice = ["nice", "-n", str(args.nice)] if args.nice else []
+    lake_db = None
     try:
         _build_city(data_dir)
         port = free_port()
@@ -125,13 +174,19 @@ def run(args: argparse.Namespace) -> int:
         settings = {"totp_required": "false",
                     "idle_timeout_minutes": str(max(30, args.minutes * 2)),
                     "scheduler_enabled": "true" if args.scheduler else "false"}
-        serve_cmd = [*nice, str(BIN / "yiwang"), "serve", "--data-dir", str(data_dir),
+        serve_dir = data_dir
+        if args.cluster:
+            storage_url, serve_dir, lake_db = _cluster(data_dir, console)
+            settings["storage_url"] = storage_url
+        serve_cmd = [*nice, str(BIN / "yiwang"), "serve", "--data-dir", str(serve_dir),
                      "--host", "127.0.0.1", "--port", str(port)]
+        if args.cluster:
+            serve_cmd += ["--workers", str(args.cluster)]
         if args.threads:
             serve_cmd += ["--threads", str(args.threads)]
-        log_path = data_dir / "load-serve.log"
+        log_path = serve_dir / "load-serve.log"
         log = log_path.open("w")
-        server = subprocess.Popen(serve_cmd, cwd=data_dir, env=yiwang_env(**settings),
+        server = subprocess.Popen(serve_cmd, cwd=serve_dir, env=yiwang_env(**settings),
                                   stdout=log, stderr=subprocess.STDOUT)
         try:
             wait_healthy(url, server, timeout=120)
@@ -182,8 +237,10 @@ def run(args: argparse.Namespace) -> int:
         steady_from = marks.get("ready")
         everything = _stats(rows)
         steady = _stats(rows, steady_from) if steady_from else {}
+        mode = (f"cluster mode ({args.cluster} web processes, DuckLake on PostgreSQL)"
+                if args.cluster else "embedded mode")
         table = Table(title=f"Yiwang load test: {args.walls} wall screens + {args.staff}"
-                            f" department users, embedded mode, {args.minutes:g} min")
+                            f" department users, {mode}, {args.minutes:g} min")
         for column in ("request", "requests", "errors", "p50 ms", "p95 ms", "max ms",
                        "steady n", "steady p50", "steady p95"):
             table.add_column(column, justify="left" if column == "request" else "right")
@@ -242,7 +299,7 @@ def run(args: argparse.Namespace) -> int:
                       f" (steady p95 {_ms(steady_p95)} ms, {total_errors} errors)")
         if args.json:
             Path(args.json).write_text(json.dumps({
-                "walls": args.walls, "staff": args.staff, "minutes": args.minutes,
+                "mode": mode, "walls": args.walls, "staff": args.staff, "minutes": args.minutes,
                 "cpus": os.cpu_count(), "load": loads, "server_cores": server_cpu / elapsed,
                 "requests": {n: {"n": len(e["times"]), "errors": e["errors"],
                                  "p50": _pct(e["times"], 0.5), "p95": _pct(e["times"], 0.95)}
@@ -251,6 +308,8 @@ def run(args: argparse.Namespace) -> int:
             return 2
         return 1 if total_errors or not steady_from else 0
     finally:
+        if lake_db is not None:
+            _drop_cluster(lake_db)
         if tmp is not None:
             tmp.cleanup()
         elif args.keep:
@@ -275,6 +334,10 @@ def main() -> int:
                         help="do not run the pipeline scheduler (the data simulator)")
     parser.add_argument("--nice", type=int, default=10,
                         help="niceness of server and load generator (0: none)")
+    parser.add_argument("--cluster", type=int, default=0, metavar="N",
+                        help="cluster mode: copy the city into a DuckLake store on the"
+                             " machine's PostgreSQL (a database made and dropped for the run)"
+                             " and serve it with N web processes")
     parser.add_argument("--keep", action="store_true", help="keep the temporary city folder")
     parser.add_argument("--json", help="also write the figures to this JSON file")
     return run(parser.parse_args())
