@@ -3,8 +3,10 @@ machine's PostgreSQL, data files on local disk) beside the embedded DuckDB file.
 
 Measures, for each mode: a bulk load of readings (one INSERT of 1 M rows), scheduler-sized
 batches (20 transactions of 2,000 rows each) and one small read (``count(*)`` of a table),
-the latency floor of a web request's query; then requests/s of ``yiwang serve`` with 1 and
-with 3 web processes on the cluster store. Skipped (one row saying so) without PostgreSQL
+the latency floor of a web request's query; then wall refreshes/s of ``yiwang serve`` with 1
+and with 3 web processes on the demo city copied into a cluster store (``migrate-to-cluster``):
+12 commander wall screens refresh back to back, as ``tests/load/dash_calls.WallScreen``
+sends what the browser does. Skipped (one row saying so) without PostgreSQL
 on 127.0.0.1:5432. Run alone with ``python tests/benchmarks/bench_cluster.py``.
 """
 
@@ -22,6 +24,7 @@ import pandas as pd
 from core.store import Store
 
 PG = "postgresql://postgres@127.0.0.1:5432"
+DEMO_PASSWORD = "Yiwang#2026"   # every demo account's
 BULK_ROWS = 1_000_000
 BATCHES, BATCH_ROWS = 20, 2_000
 
@@ -62,50 +65,53 @@ def _measure(store: Store) -> dict[str, float]:
             "batch_tx": batch_s / BATCHES * 1000, "read": read_ms}
 
 
-def _serve_throughput(url: str, workers: int, data_dir: str, seconds: float = 8.0,
+def _serve_throughput(url: str, workers: int, data_dir: str, seconds: float = 20.0,
                       clients: int = 12) -> tuple[float, float]:
-    """Requests/s and p95 ms of ``GET /healthz`` (a store read per request) against
-    ``yiwang serve --workers N`` on the cluster store."""
+    """Wall refreshes/s and their p95 ms against ``yiwang serve --workers N`` on the cluster
+    store holding the demo city: ``clients`` wall screens (the commander's, over HTTP as
+    the browser sends them, see tests/load/dash_calls.py) refreshing back to back."""
     import os
     import signal
     import subprocess
     import sys
     import threading
-    import urllib.request
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "load"))
+    from dash_calls import WallScreen
 
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    env = {**os.environ, "YIWANG_STORAGE_URL": url, "YIWANG_SCHEDULER_ENABLED": "false",
-           "YIWANG_DATA_DIR": data_dir}
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("YIWANG_")},
+           "YIWANG_STORAGE_URL": url, "YIWANG_SCHEDULER_ENABLED": "false",
+           "YIWANG_TOTP_REQUIRED": "false", "YIWANG_DATA_DIR": data_dir}
     proc = subprocess.Popen([str(Path(sys.executable).parent / "yiwang"), "serve", "--workers",
                              str(workers), "--port", str(port)], env=env, cwd=data_dir,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    target = f"http://127.0.0.1:{port}/healthz"
+    base = f"http://127.0.0.1:{port}"
+    latencies: list[float] = []
     try:
-        deadline = time.time() + 120
-        ready = 0
-        while time.time() < deadline and ready < 3 * workers:  # every worker warmed up
+        deadline = time.time() + 180
+        screens: list[WallScreen] = []
+        while len(screens) < clients:
             try:
-                with urllib.request.urlopen(target, timeout=30) as r:
-                    ready += r.status == 200
+                screens.append(WallScreen(base, "commander", DEMO_PASSWORD))
             except OSError:
-                time.sleep(0.5)
-        latencies: list[float] = []
+                if time.time() > deadline or proc.poll() is not None:
+                    raise
+                time.sleep(1)
+        for screen in screens:           # every worker has computed a snapshot once
+            for _ in range(workers):
+                screen.refresh()
         stop_at = time.time() + seconds
 
-        def client() -> None:
+        def client(screen: WallScreen) -> None:
             while time.time() < stop_at:
                 t0 = time.perf_counter()
-                try:
-                    with urllib.request.urlopen(target, timeout=30) as r:
-                        r.read()
-                        if r.status == 200:
-                            latencies.append(time.perf_counter() - t0)
-                except OSError:
-                    pass
+                screen.refresh()
+                latencies.append(time.perf_counter() - t0)
 
-        threads = [threading.Thread(target=client) for _ in range(clients)]
+        threads = [threading.Thread(target=client, args=(s,)) for s in screens]
         for t in threads:
             t.start()
         for t in threads:
@@ -119,6 +125,22 @@ def _serve_throughput(url: str, workers: int, data_dir: str, seconds: float = 8.
     latencies.sort()
     p95 = latencies[int(len(latencies) * 0.95)] * 1000 if latencies else float("nan")
     return len(latencies) / seconds, p95
+
+
+def _demo_in_cluster(tmp: str, url: str) -> str:
+    """Build the demo city and copy it into the cluster store; the shared data folder."""
+    import subprocess
+    import sys
+
+    bin_dir = Path(sys.executable).parent
+    city, shared = Path(tmp) / "demo", Path(tmp) / "shared"
+    shared.mkdir()
+    subprocess.run([str(bin_dir / "yiwang"), "build-demo", "--data-dir", str(city), "--quiet"],
+                   check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([str(bin_dir / "yiwang"), "migrate-to-cluster", "--from",
+                    str(city / "city.duckdb"), "--to", url, "--data-dir", str(shared)],
+                   check=True, stdout=subprocess.DEVNULL)
+    return str(shared)
 
 
 def _pg_up() -> bool:
@@ -140,22 +162,27 @@ def run() -> list[dict]:
         if _pg_up():
             import psycopg
 
-            name = f"yiwang_bench_{uuid.uuid4().hex[:8]}"
-            with psycopg.connect(f"{PG}/postgres", autocommit=True) as con:
-                con.execute(f"CREATE DATABASE {name}")
-            try:
-                url = f"ducklake:{PG}/{name}?data_path={tmp}/lake"
-                store = Store.open_url(url)
-                try:
-                    results["cluster"] = _measure(store)
-                finally:
-                    store.close()
-                for workers in (1, 3):
-                    results[f"serve{workers}"] = dict(zip(
-                        ("rps", "p95"), _serve_throughput(url, workers, tmp), strict=True))
-            finally:
+            for key in ("cluster", "serve"):
+                name = f"yiwang_bench_{uuid.uuid4().hex[:8]}"
                 with psycopg.connect(f"{PG}/postgres", autocommit=True) as con:
-                    con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                    con.execute(f"CREATE DATABASE {name}")
+                try:
+                    if key == "cluster":      # the store's own speed, beside embedded
+                        store = Store.open_url(f"ducklake:{PG}/{name}?data_path={tmp}/lake")
+                        try:
+                            results["cluster"] = _measure(store)
+                        finally:
+                            store.close()
+                        continue
+                    url = f"ducklake:{PG}/{name}?data_path={tmp}/shared/lake"
+                    shared = _demo_in_cluster(tmp, url)
+                    for workers in (1, 3):
+                        results[f"serve{workers}"] = dict(zip(
+                            ("rps", "p95"), _serve_throughput(url, workers, shared),
+                            strict=True))
+                finally:
+                    with psycopg.connect(f"{PG}/postgres", autocommit=True) as con:
+                        con.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     rows = []
     serving = {k: results.pop(k) for k in ("serve1", "serve3") if k in results}
     for mode, r in results.items():
@@ -171,8 +198,8 @@ def run() -> list[dict]:
         ]
     for key, r in serving.items():
         rows.append({"name": f"cluster {key[-1]} web process(es)", "value": r["rps"],
-                     "unit": "req/s", "note": f"GET /healthz (one store read), 12 clients, "
-                                              f"p95 {r['p95']:.0f} ms"})
+                     "unit": "refreshes/s", "note": f"wall refresh of the demo city, 12"
+                                                    f" screens back to back, p95 {r['p95']:.0f} ms"})
     if len(serving) == 2 and serving["serve1"]["rps"]:
         rows.append({"name": "cluster scaling 3 vs 1", "value": serving["serve3"]["rps"]
                      / serving["serve1"]["rps"], "unit": "×",
