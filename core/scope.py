@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 from core.roles import Role
 from core.store import Store
-from core.users import User
+from core.users import USER_COLUMNS, User, row_to_user
 
-__all__ = ["Scope", "ScopeError", "scope_for"]
+__all__ = ["Scope", "ScopeError", "scope_for", "session_scope"]
 
 _IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
@@ -136,6 +136,10 @@ def scope_for(store: Store, user: User) -> Scope:
     row = store.query_one("SELECT path, level FROM jurisdictions WHERE code = ?", [code])
     if row is None:
         raise ScopeError(f"user {user.username!r} is bound to unknown jurisdiction {code!r}")
+    return _scope(user, code, row[0], row[1])
+
+
+def _scope(user: User, code: str, path: str, level: str) -> Scope:
     departments = None
     if user.role.department_bound or user.role is Role.SOCIAL_ORG:
         departments = frozenset({user.department_code} if user.department_code else ())
@@ -143,8 +147,25 @@ def scope_for(store: Store, user: User) -> Scope:
         username=user.username,
         role=user.role,
         root_code=code,
-        root_path=row[0],
-        root_level=row[1],
+        root_path=path,
+        root_level=level,
         departments=departments,
         business_data=user.role.sees_business_data,
     )
+
+
+def session_scope(store: Store, username: str) -> tuple[User, int, Scope | None] | None:
+    """The user, their session epoch and their scope (None when their binding names no
+    known jurisdiction; ``scope_for`` says why) in ONE read, or None for an unknown user.
+    Every web request needs all three, and in cluster mode each read is a round trip to
+    the catalog."""
+    row = store.query_one(
+        f"SELECT {', '.join('u.' + c for c in USER_COLUMNS.split(', '))},"
+        " coalesce(u.session_epoch, 0), j.code, j.path, j.level FROM users u"
+        " LEFT JOIN departments d ON u.jurisdiction_code IS NULL AND d.code = u.department_code"
+        " LEFT JOIN jurisdictions j ON j.code = coalesce(u.jurisdiction_code, d.jurisdiction_code)"
+        " WHERE u.username = ?", [username])
+    if row is None:
+        return None
+    user = row_to_user(row[:6])
+    return user, row[6], None if row[7] is None else _scope(user, row[7], row[8], row[9])

@@ -40,6 +40,7 @@ __all__ = [
     "binding_choices",
     "LoginPolicy",
     "PasswordPolicy",
+    "USER_COLUMNS",
     "User",
     "UserError",
     "admin_create_user",
@@ -51,6 +52,7 @@ __all__ = [
     "clear_failures",
     "create_user",
     "get_user",
+    "row_to_user",
     "list_users",
     "lock_state",
     "note_failure",
@@ -63,7 +65,7 @@ __all__ = [
 
 _hasher = PasswordHasher()
 MIN_PASSWORD_LENGTH = 8
-_COLUMNS = "username, display_name, role, jurisdiction_code, department_code, active"
+USER_COLUMNS = "username, display_name, role, jurisdiction_code, department_code, active"
 ADMIN_ROLES = frozenset({Role.SYSADMIN, Role.SECADMIN, Role.AUDITOR})
 
 
@@ -132,7 +134,7 @@ def _now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
-def _row_to_user(row: tuple) -> User:
+def row_to_user(row: tuple) -> User:
     return User(row[0], row[1], Role(row[2]), row[3], row[4], bool(row[5]))
 
 
@@ -183,7 +185,7 @@ def create_user(
     now = _now()
     params = [username, display_name or username, role.value, jurisdiction_code,
               department_code, _hasher.hash(password), now, now]
-    sql = (f"INSERT INTO users ({_COLUMNS}, password_hash, created_at, password_changed_at) "
+    sql = (f"INSERT INTO users ({USER_COLUMNS}, password_hash, created_at, password_changed_at) "
            "VALUES (?, ?, ?, ?, ?, true, ?, ?, ?)")
     try:
         if cursor is not None:
@@ -198,12 +200,12 @@ def create_user(
 
 
 def get_user(store: Store, username: str) -> User | None:
-    row = store.query_one(f"SELECT {_COLUMNS} FROM users WHERE username = ?", [username])
-    return _row_to_user(row) if row else None
+    row = store.query_one(f"SELECT {USER_COLUMNS} FROM users WHERE username = ?", [username])
+    return row_to_user(row) if row else None
 
 
 def list_users(store: Store) -> list[User]:
-    return [_row_to_user(r) for r in store.query(f"SELECT {_COLUMNS} FROM users ORDER BY username")]
+    return [row_to_user(r) for r in store.query(f"SELECT {USER_COLUMNS} FROM users ORDER BY username")]
 
 
 def session_epoch(store: Store, username: str) -> int | None:
@@ -232,7 +234,7 @@ def authenticate(store: Store, username: str, password: str, *,
     policy = policy or LoginPolicy()
     now = now or _now()
     row = store.query_one(
-        f"SELECT {_COLUMNS}, password_hash, locked_until"
+        f"SELECT {USER_COLUMNS}, password_hash, locked_until"
         " FROM users WHERE username = ?", [username]
     )
     if row is None:
@@ -244,7 +246,7 @@ def authenticate(store: Store, username: str, password: str, *,
         matched = True
     except (VerificationError, InvalidHashError):
         matched = False
-    user = _row_to_user(row[:6])
+    user = row_to_user(row[:6])
     if locked_until is not None and locked_until > now:
         record(store, username, "login_locked", target="session",
                detail=json.dumps({"locked_until": locked_until.isoformat()}))

@@ -36,6 +36,7 @@ from markupsafe import Markup, escape
 
 from core import totp
 from core.audit import AuditError, record
+from core.scope import session_scope
 from core.users import (
     LoginPolicy,
     PasswordPolicy,
@@ -178,10 +179,14 @@ def _load_user(user_id: str) -> SessionUser | None:
     """Read the user from the store: a disabled, deleted or revoked session is out at the
     next request."""
     username, _sep, epoch = user_id.rpartition(":")
-    store = current_store()
-    user = get_user(store, username) if username else None
-    if user is None or not user.active or str(session_epoch(store, username)) != epoch:
+    found = session_scope(current_store(), username) if username else None
+    if found is None:
         return None
+    user, current_epoch, scope = found
+    if not user.active or str(current_epoch) != epoch:
+        return None
+    if scope is not None:       # read together with the user: current_scope() needs no read
+        flask.g.yiwang_scope = scope
     return SessionUser(user, int(epoch))
 
 

@@ -38,10 +38,10 @@ from dash.exceptions import PreventUpdate
 
 from core.audit import AuditError, record
 from core.roles import Role
-from core.scope import Scope, ScopeError, scope_for
+from core.scope import Scope, ScopeError
 from core.store import Store
 from core.users import User
-from dashboard.context import current_store, maybe_current_user
+from dashboard.context import current_scope, current_store, maybe_current_user
 
 __all__ = ["GUARD_MARK", "check_input", "check_pattern", "guard_callbacks", "is_guarded", "register_kind",
            "unguarded"]
@@ -215,7 +215,7 @@ def _guard(key: str, func: Callable) -> Callable:
         wanted = _requested(g)
         if wanted:
             try:
-                scope = scope_for(store, user)
+                scope = current_scope()
             except ScopeError:
                 _refused(store, user, key, page, "no usable scope")
                 raise PreventUpdate from None

@@ -11,7 +11,7 @@ from conftest import build_tiny_city
 
 from core.jurisdictions import children, get_jurisdiction, jurisdictions_geojson
 from core.roles import Role
-from core.scope import Scope, ScopeError, scope_for
+from core.scope import Scope, ScopeError, scope_for, session_scope
 from core.store import Store
 from core.users import User, get_user
 
@@ -167,3 +167,22 @@ def test_the_root_scope_needs_no_subtree_join_and_still_sees_exactly_the_city(ci
     inside = {r[0] for r in city.query(f"SELECT code FROM jurisdictions WHERE {dwhere}",
                                        dparams)}
     assert inside and inside < everything and all(c.startswith("D1") for c in inside)
+
+
+def test_session_scope_reads_user_epoch_and_scope_at_once(city: Store) -> None:
+    """What a web request needs, in one read, equals the three separate reads."""
+    from core.users import create_user, session_epoch
+
+    create_user(city, "ghost", "Spectre#2026-pass", role="commander", jurisdiction_code="C")
+    city.query("UPDATE users SET jurisdiction_code = 'D9', session_epoch = 4"
+               " WHERE username = 'ghost'")
+    city.query("UPDATE departments SET jurisdiction_code = 'D2' WHERE code = 'cg'")
+    city.query("UPDATE users SET jurisdiction_code = NULL WHERE username = 'cg_staff'")
+    for name in ("commander", "d1_commander", "cg_staff", "sysadmin"):
+        user, epoch, scope = session_scope(city, name)
+        assert user == get_user(city, name) and epoch == session_epoch(city, name)
+        assert scope == scope_of(city, name)
+    assert session_scope(city, "cg_staff")[2].root_code == "D2"    # through its department
+    assert session_scope(city, "nobody") is None
+    user, epoch, scope = session_scope(city, "ghost")                # bound to no jurisdiction
+    assert (user.jurisdiction_code, epoch, scope) == ("D9", 4, None)
