@@ -108,9 +108,8 @@ def incident_link(row: dict[str, Any]) -> dcc.Link:
 
 
 def sla_cell(row: dict[str, Any], now: datetime) -> html.Td:
-    color = "#ff5d73" if row.get("overdue") else "#ffd166"
-    return html.Td(countdown(row.get("due"), now), style={**CELL, "color": color,
-                                                          "fontFamily": "monospace"})
+    return html.Td(countdown(row.get("due"), now),
+                   className="yw-sla overdue" if row.get("overdue") else "yw-sla")
 
 
 def incident_table(rows: list[dict[str, Any]], now: datetime, *, box: bool = False,
@@ -123,23 +122,25 @@ def incident_table(rows: list[dict[str, Any]], now: datetime, *, box: bool = Fal
              _("Deadline")]
     if box:
         heads.insert(1, _("Box"))
+    # cell styles live in yiwang.css (.yw-incident-table): a refreshed table of 50 rows
+    # sends no style per cell
     body = []
     for row in rows:
-        cells = [html.Td(incident_link(row), style=CELL)]
+        cells = [html.Td(incident_link(row))]
         if box:
-            cells.append(html.Td(_(BOX_NAMES[row["box"]]), style=CELL))
+            cells.append(html.Td(_(BOX_NAMES[row["box"]])))
         cells += [
-            html.Td(row["title"], style=CELL),
-            html.Td(name_of(row, "category"), style=CELL),
-            html.Td(name_of(row, "place"), style=CELL),
-            html.Td(name_of(row, "department"), style=CELL),
-            html.Td(_(STATUS_NAMES[row["status"]]), style=CELL),
+            html.Td(row["title"]),
+            html.Td(name_of(row, "category")),
+            html.Td(name_of(row, "place")),
+            html.Td(name_of(row, "department")),
+            html.Td(_(STATUS_NAMES[row["status"]])),
             sla_cell(row, now),
         ]
         body.append(html.Tr(cells, className="yw-incident-row" + (" overdue" if row.get(
             "overdue") else ""), **({"id": f"{table_id}-{row['id']}"} if table_id else {})))
-    return html.Table([html.Thead(html.Tr([html.Th(h, style=HEAD) for h in heads])),
-                       html.Tbody(body)], style={"width": "100%", "borderCollapse": "collapse"})
+    return html.Table([html.Thead(html.Tr([html.Th(h) for h in heads])), html.Tbody(body)],
+                      className="yw-incident-table")
 
 
 def notification_list(rows: list[dict[str, Any]]) -> html.Div:
