@@ -148,12 +148,13 @@ def stage_ordered(cur: duckdb.DuckDBPyConnection, batch: pa.Table) -> bool:
     few hours, and this is several times cheaper than a scan joining every row to its
     sensor's thresholds. False, with nothing staged, when a sensor of the batch is unknown
     or has no kind, or the batch spans too many hours for dense slots."""
+    if batch.num_rows == 0:
+        return False
     kinds = cur.execute("SELECT s.id, k.warn, k.alarm FROM sensors s"
                         " JOIN sensor_kinds k ON k.kind = s.kind ORDER BY s.id").fetchnumpy()
     ids = np.asarray(kinds["id"])
-    at = pc.index_in(batch.column("sensor_id"),
-                     value_set=pa.array(ids).cast(batch.schema.field("sensor_id").type))
-    if at.null_count or batch.num_rows == 0:
+    at = _positions(batch.column("sensor_id"), ids)
+    if at is None:
         return False
     ts = batch.column("ts").cast(pa.int64()).to_numpy()
     hour = ts // _HOUR_US
@@ -161,7 +162,7 @@ def stage_ordered(cur: duckdb.DuckDBPyConnection, batch: pa.Table) -> bool:
     slots = (int(hour[-1]) - first + 1) * width
     if slots > max(batch.num_rows, 1 << 16):
         return False
-    key = (hour - first) * width + at.to_numpy()
+    key = (hour - first) * width + at
     value = batch.column("value").to_numpy()
     n = np.bincount(key, minlength=slots)
     used = np.flatnonzero(n)
@@ -174,14 +175,14 @@ def stage_ordered(cur: duckdb.DuckDBPyConnection, batch: pa.Table) -> bool:
 
     def reaching(threshold: str) -> np.ndarray:    # a missing threshold is never reached
         limit = np.ma.filled(np.ma.asarray(kinds[threshold], dtype=float), np.inf)
-        return np.bincount(key, weights=value >= limit[at.to_numpy()], minlength=slots)[used]
+        return np.bincount(key[value >= limit[at]], minlength=slots)[used].astype(np.int64)
 
     per = pa.table({
         "hour": pa.array((first + used // width) * _HOUR_US, pa.timestamp("us")),
         "sensor_id": pa.array(ids[used % width], pa.int32()), "n": n[used],
         "total": np.bincount(key, weights=value, minlength=slots)[used],
         "min_value": low[used], "max_value": high[used],
-        "warn_n": reaching("warn").astype(np.int64), "alarm_n": reaching("alarm").astype(np.int64),
+        "warn_n": reaching("warn"), "alarm_n": reaching("alarm"),
         "last_ts": pa.array(ts[last], pa.timestamp("us")), "last_value": value[last]})
     cur.register("_stage_arrow", per)
     try:
@@ -190,6 +191,30 @@ def stage_ordered(cur: duckdb.DuckDBPyConnection, batch: pa.Table) -> bool:
         cur.unregister("_stage_arrow")
     _stage_from_per_sensor(cur)
     return True
+
+
+def _positions(sensor: pa.ChunkedArray, ids: np.ndarray) -> np.ndarray | None:
+    """Each row's position in ``ids`` (sorted sensor ids), or None when one is not there.
+    Ids up to a few million (any real city) are looked up in a dense table, larger ones
+    hashed.
+
+    >>> _positions(pa.chunked_array([[7, 3, 7]]), np.array([3, 7])).tolist()
+    [1, 0, 1]
+    >>> _positions(pa.chunked_array([[7, 4]]), np.array([3, 7])) is None
+    True
+    """
+    if len(ids) == 0:
+        return None
+    if ids[0] >= 0 and ids[-1] < 1 << 22:
+        lo, hi = pc.min_max(sensor).values()
+        if lo.as_py() < 0 or hi.as_py() > ids[-1]:
+            return None
+        table = np.full(int(ids[-1]) + 1, -1, dtype=np.int64)
+        table[ids] = np.arange(len(ids))
+        at = table[sensor.to_numpy()]
+        return None if (at < 0).any() else at
+    at = pc.index_in(sensor, value_set=pa.array(ids).cast(sensor.type))
+    return None if at.null_count else at.to_numpy()
 
 
 def _stage_from_per_sensor(cur: duckdb.DuckDBPyConnection) -> None:

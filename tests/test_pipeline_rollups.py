@@ -215,3 +215,13 @@ def test_batches_out_of_time_order_and_duplicates_take_the_checked_paths(city: S
 def _hourly_from_raw(store: Store) -> list[tuple]:
     refresh_rollups(store, full=True)
     return _hourly(store)
+
+
+@pytest.mark.parametrize("ids", [[3, 7, 12], [3, 7, 1 << 30]])   # dense table, then hashed
+def test_row_positions_of_sensor_ids(ids: list[int]) -> None:
+    from core.rollups import _positions
+
+    known = np.array(ids)
+    assert _positions(pa.chunked_array([[ids[2], 3, ids[2], 7]]), known).tolist() == [2, 0, 2, 1]
+    for unknown in ([4], [-1], [ids[2] + 1], [1 << 40]):
+        assert _positions(pa.chunked_array([unknown], pa.int64()), known) is None
