@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -50,8 +51,17 @@ def city(tiny_city: Store) -> Store:
 
 
 @pytest.fixture
-def client(city: Store, tmp_path: Path) -> FlaskClient:
-    app = create_app(city, load_settings(data_dir=tmp_path, totp_required=False))
+def live_city(tiny_city: Store) -> Store:
+    """The same data around the real clock, which the web app reads (``city`` sits at the
+    fixed ``NOW`` for the functions that take a time)."""
+    add_layer_data(tiny_city, datetime.now(UTC).replace(tzinfo=None))
+    create_user(tiny_city, "leader_d2", TINY_PASSWORD, role="leader", jurisdiction_code="D2")
+    return tiny_city
+
+
+@pytest.fixture
+def client(live_city: Store, tmp_path: Path) -> FlaskClient:
+    app = create_app(live_city, load_settings(data_dir=tmp_path, totp_required=False))
     return app.server.test_client()
 
 
