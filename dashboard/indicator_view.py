@@ -34,6 +34,7 @@ from core.indicators import (
     trend,
 )
 from core.jurisdictions import get_jurisdiction, jurisdictions_geojson
+from core.lookups import jurisdiction_centroid
 from core.scope import Scope
 from core.store import Store
 
@@ -154,9 +155,8 @@ def local_offset_hours(store: Store, scope: Scope) -> int:
 
     China keeps one time zone; the rule also serves a demo city anywhere.
     """
-    row = store.query_one("SELECT centroid_lon FROM jurisdictions WHERE code = ?",
-                          [scope.root_code])
-    return int(round((row[0] or 0.0) / 15.0)) if row else 0
+    centroid = jurisdiction_centroid(store, scope.root_code)
+    return int(round((centroid[0] or 0.0) / 15.0)) if centroid else 0
 
 
 def period_bounds(state: ViewState, now: datetime, offset_hours: int) -> Period:

@@ -19,6 +19,7 @@ import dash_leaflet as dl
 import flask
 from dash import html
 
+from core.lookups import incident_category_names, sensor_kind_names
 from core.store import Store
 from dashboard.context import current_settings
 from dashboard.i18n import get_locale
@@ -95,10 +96,9 @@ def _legend_item(item: LegendItem, zh: bool) -> html.Span:
 def code_names(store: Store) -> dict[str, dict[str, str]]:
     """Names of sensor kinds, incident categories (reference data, not business data) in the
     request's language, for tooltips drawn in the browser."""
-    col = "name_zh" if get_locale() == "zh_CN" else "coalesce(name_en, name_zh)"
-    kinds = dict(store.query(f"SELECT kind, {col} FROM sensor_kinds"))
-    categories = dict(store.query(f"SELECT code, {col} FROM incident_categories"))
-    return {"kinds": kinds, "categories": categories}
+    zh = get_locale() == "zh_CN"
+    return {"kinds": sensor_kind_names(store, zh=zh),
+            "categories": incident_category_names(store, zh=zh)}
 
 
 def register_tile_route(app: dash.Dash) -> None:

@@ -36,6 +36,7 @@ from limits.strategies import MovingWindowRateLimiter
 from werkzeug.exceptions import HTTPException
 
 from core import api_keys, public
+from core.lookups import jurisdiction_exists
 from dashboard.context import current_store
 
 __all__ = ["PREFIX", "RateGate", "init_open311", "openapi_spec", "rate_gate"]
@@ -222,7 +223,7 @@ def _jurisdiction() -> str | None:
     if len(value) > 64:
         raise ApiError(400, "jurisdiction_id is too long")
     store = current_store()
-    if store.query_one("SELECT 1 FROM jurisdictions WHERE code = ?", [value]) is None:
+    if not jurisdiction_exists(store, value):
         raise ApiError(404, f"unknown jurisdiction_id {value!r}")
     return value
 
@@ -424,8 +425,7 @@ def post_request(fmt: str) -> flask.Response:
     if not rate_gate().hit(f"{key.per_minute}/minute", "open311-key", str(key.id)):
         raise ApiError(429, f"this API key may submit {key.per_minute} requests per minute")
     jurisdiction = fields.get("jurisdiction_id") or None
-    if jurisdiction and store.query_one("SELECT 1 FROM jurisdictions WHERE code = ?",
-                                        [jurisdiction[:64]]) is None:
+    if jurisdiction and not jurisdiction_exists(store, jurisdiction[:64]):
         raise ApiError(404, f"unknown jurisdiction_id {jurisdiction[:64]!r}")
     if not fields.get("service_code"):
         raise ApiError(400, "service_code is required")

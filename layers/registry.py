@@ -3,7 +3,8 @@
 A layer has an id, zh/en names, a kind, a scoped query by bbox/zoom/time, the name of its
 style function in ``assets/layers.js``, a legend and the roles that may see it. Pages never
 query map data themselves: they ask ``layer_features(store, scope, layer_id, request)``, which
-refuses roles the layer does not name and runs the layer's query with the user's scope.
+refuses roles the layer does not name and runs the layer's ``fetch`` with the user's scope (a
+scoped query in ``core.map_queries``).
 
 >>> request = LayerRequest(bbox=(120.0, 31.6, 120.6, 32.2), zoom=11)
 >>> fc = layer_features(store, scope, "sensors", request)      # doctest: +SKIP
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from core.map_queries import cell_degrees
 from core.roles import Role
 from core.scope import Scope
 from core.store import Store
@@ -80,17 +82,17 @@ class LayerRequest:
 
     def cell_degrees(self, cell_px: int = 64) -> float:
         """Side of an aggregation cell in degrees: ``cell_px`` screen pixels at this zoom."""
-        return cell_px * 360.0 / (256.0 * 2.0 ** self.zoom)
+        return cell_degrees(self.zoom, cell_px)
 
 
-LayerQuery = Callable[[Store, Scope, LayerRequest], dict[str, Any]]
+LayerFetch = Callable[[Store, Scope, LayerRequest], dict[str, Any]]
 
 
 @dataclass(frozen=True)
 class Layer:
     """A map layer, declared once.
 
-    ``query(store, scope, request)`` returns a GeoJSON FeatureCollection with a ``meta`` dict
+    ``fetch(store, scope, request)`` returns a GeoJSON FeatureCollection with a ``meta`` dict
     (mode ``points``/``cells``/``polygons``, ``count`` of things in view, ``cap``).
     ``style`` / ``point_to_layer`` / ``cluster_to_layer`` / ``on_each_feature`` name functions
     in ``window.yiwang.layers`` (assets/layers.js).
@@ -100,7 +102,7 @@ class Layer:
     name_zh: str
     name_en: str
     kind: str  # polygons | points | cells
-    query: LayerQuery
+    fetch: LayerFetch
     style: str
     legend: tuple[LegendItem, ...]
     roles: frozenset[Role]
@@ -148,7 +150,7 @@ def layer_features(store: Store, scope: Scope, layer_id: str,
     layer = get_layer(layer_id)
     if not layer.allows(scope.role):
         raise LayerAccessError(f"role {scope.role} may not see layer {layer_id!r}")
-    return layer.query(store, scope, request)
+    return layer.fetch(store, scope, request)
 
 
 def empty_collection(mode: str = "points", cap: int = 0) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 """What the wall screen (大屏) shows, as scoped queries: KPI tiles, the event ticker, stale
 sources, the rotation views and one call that refreshes all of it.
 
-KPIs are computed for now and for the same moment yesterday in one pass over the scoped
-incidents (conditional aggregates), so each tile carries its change from yesterday; the
-threshold colour (``ok``/``warn``/``alarm``) follows the rules in ``KPI_RULES``. "Today" is
-the local day in ``LOCAL_UTC_OFFSET`` (China Standard Time: one zone for every Chinese city).
+The reads are scoped queries of ``core.wall_queries``: KPIs are computed for now and for the
+same moment yesterday in one pass over the scoped incidents (conditional aggregates), so each
+tile carries its change from yesterday; the threshold colour (``ok``/``warn``/``alarm``)
+follows the rules in ``KPI_RULES``. "Today" is the local day in ``LOCAL_UTC_OFFSET`` (China
+Standard Time: one zone for every Chinese city).
 
 >>> snap = wall_snapshot(store, scope, "city", LayerRequest((120, 31.6, 120.6, 32.2), 10))
 ...                                                              # doctest: +SKIP
@@ -19,22 +20,29 @@ import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from core.scope import Scope
 from core.store import Store
-from layers.builtin import CITIZEN_SOURCES, indicator_values
+from core.wall_queries import (
+    LOCAL_UTC_OFFSET,
+    alert_counts,
+    incident_kpi_counts,
+    local_day_start,
+    sensor_online,
+    stale_sources,
+    ticker,
+)
+from layers.builtin import indicator_values
 from layers.registry import LayerAccessError, LayerRequest, empty_collection, layer_features
 
 __all__ = ["KPI_RULES", "LOCAL_UTC_OFFSET", "NO_RESOLVED_TODAY", "NO_SENSORS", "VIEWS", "Kpi",
            "WallSnapshot", "WallView",
-           "choropleth_values", "kpi_level", "shared_wall_snapshot", "stale_sources", "ticker",
-           "wall_kpis", "wall_snapshot"]
+           "choropleth_values", "kpi_level", "local_day_start", "shared_wall_snapshot",
+           "stale_sources", "ticker", "wall_kpis", "wall_snapshot"]
 
-LOCAL_UTC_OFFSET = timedelta(hours=8)
 WALL_THREADS = 3  # reads of one refresh run side by side (2-core machines: 3 keeps both busy)
-TICKER_LIMIT = 12
 
 
 @dataclass(frozen=True)
@@ -127,94 +135,8 @@ def kpi_level(kpi_id: str, value: float | None, previous: float | None = None,
     return "ok" if not value else "warn"
 
 
-def local_day_start(now: datetime) -> datetime:
-    """Start of the local day containing ``now`` (UTC, naive), in UTC.
-
-    >>> local_day_start(datetime(2026, 11, 28, 17, 0))   # 01:00 on the 29th in Beijing
-    datetime.datetime(2026, 11, 28, 16, 0)
-    """
-    local = now + LOCAL_UTC_OFFSET
-    return datetime(local.year, local.month, local.day) - LOCAL_UTC_OFFSET
-
-
 def _pct(part: float | None, whole: float | None) -> float | None:
     return None if not whole else 100.0 * (part or 0) / whole
-
-
-def incident_kpi_counts(store: Store, scope: Scope, now: datetime) -> dict[str, int]:
-    """Scoped incident counts for now and for yesterday at the same time, in one scan."""
-    where, params = scope.data_filter("jurisdiction_code", "department_code")
-    yesterday = now - timedelta(days=1)
-    day0 = local_day_start(now)
-    yday0 = day0 - timedelta(days=1)
-    open_at = "(reported_at <= {t} AND (closed_at IS NULL OR closed_at > {t}))"
-    overdue_at = ("(reported_at <= {t} AND (closed_at IS NULL OR closed_at > {t})"
-                  " AND resolve_due < {t} AND (resolved_at IS NULL OR resolved_at > {t}))")
-    row = store.query_dicts(
-        "SELECT"
-        f" count_if({open_at.format(t='$now')}) AS open_now,"
-        f" count_if({open_at.format(t='$yest')}) AS open_prev,"
-        f" count_if({overdue_at.format(t='$now')}) AS overdue_now,"
-        f" count_if({overdue_at.format(t='$yest')}) AS overdue_prev,"
-        " count_if(resolved_at >= $day0 AND resolved_at < $now) AS resolved_now,"
-        " count_if(resolved_at >= $day0 AND resolved_at < $now"
-        "          AND resolved_at <= resolve_due) AS ontime_now,"
-        " count_if(resolved_at >= $yday0 AND resolved_at < $yest) AS resolved_prev,"
-        " count_if(resolved_at >= $yday0 AND resolved_at < $yest"
-        "          AND resolved_at <= resolve_due) AS ontime_prev,"
-        " count_if(citizen AND reported_at >= $day0 AND reported_at <= $now) AS reports_now,"
-        " count_if(citizen AND reported_at >= $yday0 AND reported_at <= $yest) AS reports_prev"
-        " FROM (SELECT *, source IN (SELECT unnest($sources::VARCHAR[])) AS citizen"
-        f"       FROM incidents WHERE ({_numbered(where)})"
-        "        AND reported_at <= $now AND (closed_at IS NULL OR closed_at >= $yday0))",
-        {"now": now, "yest": yesterday, "day0": day0, "yday0": yday0,
-         "sources": list(CITIZEN_SOURCES), **_named(params)},
-    )[0]
-    return {k: int(v or 0) for k, v in row.items()}
-
-
-def _numbered(where: str) -> str:
-    """Turn a scope filter's ``?`` placeholders into ``$p0, $p1…`` (named parameters)."""
-    parts = where.split("?")
-    return "".join(p + (f"$p{i}" if i < len(parts) - 1 else "") for i, p in enumerate(parts))
-
-
-def _named(params: list) -> dict[str, Any]:
-    return {f"p{i}": v for i, v in enumerate(params)}
-
-
-def sensor_online(store: Store, scope: Scope, now: datetime) -> tuple[float | None, float | None]:
-    """Percent of scoped sensors online now (``sensor_status``) and at this time yesterday
-    (sensors that reported in the clock hour of that moment or the hour before, from the
-    ``sensor_hours`` rollup: raw readings are never scanned)."""
-    where, params = scope.data_filter("jurisdiction_code", "department_code")
-    yesterday = now - timedelta(days=1)
-    hour = yesterday.replace(minute=0, second=0, microsecond=0)
-    total, online, prev_total, prev_online = store.query_one(
-        "WITH s AS (SELECT id, installed_at FROM sensors WHERE " + where + ")"
-        " SELECT (SELECT count(*) FROM sensor_status WHERE sensor_id IN (SELECT id FROM s)),"
-        "  (SELECT count_if(state <> 'offline') FROM sensor_status"
-        "   WHERE sensor_id IN (SELECT id FROM s)),"
-        "  (SELECT count(*) FROM s WHERE installed_at <= ?),"
-        "  (SELECT count(DISTINCT h.sensor_id) FROM sensor_hours h"
-        "   WHERE h.hour >= ? AND h.hour <= ? AND h.sensor_id IN (SELECT id FROM s))",
-        [*params, yesterday, hour - timedelta(hours=1), hour])
-    return _pct(online, total), _pct(prev_online, prev_total)
-
-
-def alert_counts(store: Store, scope: Scope, now: datetime) -> dict[str, int]:
-    """Active alerts now (all and alarm level) and at this time yesterday."""
-    where, params = scope.data_filter("a.jurisdiction_code", "s.department_code")
-    yesterday = now - timedelta(days=1)
-    row = store.query_one(
-        "SELECT count_if(a.opened_at <= ? AND (a.closed_at IS NULL OR a.closed_at > ?)),"
-        " count_if(a.level = 'alarm' AND a.opened_at <= ?"
-        "          AND (a.closed_at IS NULL OR a.closed_at > ?)),"
-        " count_if(a.opened_at <= ? AND (a.closed_at IS NULL OR a.closed_at > ?))"
-        " FROM alerts a JOIN sensors s ON s.id = a.sensor_id"
-        f" WHERE ({where}) AND (a.closed_at IS NULL OR a.closed_at > ?)",
-        [now, now, now, now, yesterday, yesterday, *params, yesterday])
-    return {"now": int(row[0] or 0), "alarm": int(row[1] or 0), "prev": int(row[2] or 0)}
 
 
 def indicator_level(indicator_id: str, value: float | None) -> str | None:
@@ -234,8 +156,9 @@ def wall_kpis(store: Store, scope: Scope, now: datetime) -> list[Kpi]:
 
     On-time resolution and sensors online are the figures of ``core.indicators``'
     ``resolve_on_time`` (resolved in the local day so far, at or before ``resolve_due``) and
-    ``sensor_online`` (tests check they agree), computed here inside the scans the other tiles
-    need anyway, and coloured by the indicators' thresholds."""
+    ``sensor_online`` (tests check they agree), computed inside the scans of
+    ``core.wall_queries`` the other tiles need anyway, and coloured by the indicators'
+    thresholds."""
     if not scope.business_data:
         return []
     c = incident_kpi_counts(store, scope, now)
@@ -259,44 +182,6 @@ def wall_kpis(store: Store, scope: Scope, now: datetime) -> list[Kpi]:
         Kpi("reports", c["reports_now"], c["reports_prev"], "count",
             kpi_level("reports", c["reports_now"], c["reports_prev"])),
     ]
-
-
-# -- ticker, freshness -----------------------------------------------------------------
-def ticker(store: Store, scope: Scope, now: datetime, limit: int = TICKER_LIMIT,
-           ) -> list[dict[str, Any]]:
-    """The latest incident events and alert openings in scope (newest first, last day)."""
-    if not scope.business_data:
-        return []
-    iwhere, iparams = scope.data_filter("i.jurisdiction_code", "i.department_code")
-    awhere, aparams = scope.data_filter("a.jurisdiction_code", "s.department_code")
-    since = now - timedelta(days=1)
-    # pick the newest rows first (scope applied), then look up names for those few only
-    return store.query_dicts(
-        "WITH ev AS ((SELECT e.ts, 'incident' AS type, e.action, i.id AS ref,"
-        "   i.priority AS level, i.category AS what, i.jurisdiction_code AS place"
-        "  FROM incident_events e JOIN incidents i ON i.id = e.incident_id"
-        f" WHERE ({iwhere}) AND e.ts > ? AND e.ts <= ? ORDER BY e.ts DESC LIMIT ?)"
-        " UNION ALL "
-        " (SELECT a.opened_at, 'alert', 'alert_' || a.level, a.id, a.level, a.kind,"
-        "   a.jurisdiction_code FROM alerts a JOIN sensors s ON s.id = a.sensor_id"
-        f"  WHERE ({awhere}) AND a.opened_at > ? AND a.opened_at <= ?"
-        "  ORDER BY a.opened_at DESC LIMIT ?)"
-        " ORDER BY ts DESC LIMIT ?)"
-        " SELECT ev.ts, ev.type, ev.action, ev.ref, ev.level,"
-        "  coalesce(c.name_zh, k.name_zh) AS what_zh, coalesce(c.name_en, k.name_en) AS what_en,"
-        "  j.name_zh AS place_zh, j.name_en AS place_en"
-        " FROM ev LEFT JOIN incident_categories c ON ev.type = 'incident' AND c.code = ev.what"
-        " LEFT JOIN sensor_kinds k ON ev.type = 'alert' AND k.kind = ev.what"
-        " LEFT JOIN jurisdictions j ON j.code = ev.place ORDER BY ev.ts DESC",
-        [*iparams, since, now, limit, *aparams, since, now, limit, limit],
-    )
-
-
-def stale_sources(store: Store) -> list[dict[str, Any]]:
-    """Pipeline sources that stopped delivering (``source_freshness``, contract A)."""
-    return store.query_dicts(
-        "SELECT name, kind, last_success, last_status FROM source_freshness"
-        " WHERE stale ORDER BY name")
 
 
 def choropleth_values(store: Store, scope: Scope, view: WallView, parent_code: str,

@@ -7,6 +7,7 @@ from datetime import timedelta
 import pytest
 from layers_data import NOW, add_layer_data
 
+from core import map_queries
 from core.roles import Role
 from core.scope import scope_for
 from core.store import Store
@@ -14,7 +15,6 @@ from core.users import get_user
 from layers import (
     LayerAccessError,
     LayerRequest,
-    aggregate,
     get_layer,
     layer_features,
     visible_layers,
@@ -152,12 +152,12 @@ def test_aggregation_switches_to_cells_when_points_are_many(tiny_city: Store) ->
 
 def test_cells_grow_until_they_fit_the_cap(tiny_city: Store, monkeypatch) -> None:
     add_layer_data(tiny_city, many_sensors=5000)
-    monkeypatch.setattr(aggregate, "MAX_CELLS", 10)
+    monkeypatch.setattr(map_queries, "MAX_CELLS", 10)
     scoped = scope(tiny_city, "commander")
     base = "SELECT lon, lat FROM sensors"
-    fc = aggregate.points_or_cells(tiny_city, base, [], LayerRequest(CITY, 12), props={},
-                                   cell_aggs={}, max_cells=10)
+    fc = map_queries.points_or_cells(tiny_city, base, [], 12, props={}, cell_aggs={},
+                                     max_cells=10)
     assert fc["meta"]["mode"] == "cells" and len(fc["features"]) <= 10
     assert sum(f["properties"]["n"] for f in fc["features"]) == 5006
-    assert fc["meta"]["cell"] > LayerRequest(CITY, 12).cell_degrees(aggregate.CELL_PX)
+    assert fc["meta"]["cell"] > LayerRequest(CITY, 12).cell_degrees(map_queries.CELL_PX)
     assert scoped.root_code == "C"

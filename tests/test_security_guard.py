@@ -169,18 +169,10 @@ def test_auditor_searches_and_exports_the_log(client, tiny_city: Store) -> None:
 ROOT = Path(__file__).resolve().parent.parent
 _SQL_CALLS = re.compile(r"\.(query|query_one|query_dicts|query_df|cursor|transaction)\(|"
                         r"^\s*(import duckdb|from duckdb)", re.MULTILINE)
-# Files that still run SQL themselves (reported to their owners to move into core); the list
-# may only shrink: a new file with SQL outside core fails this test.
-KNOWN_OFFENDERS = {
-    "dashboard/mapview.py", "dashboard/indicator_view.py", "dashboard/open311.py",
-    "dashboard/pages/incident.py", "dashboard/pages/indicators.py",
-    "layers/builtin.py", "layers/aggregate.py", "layers/wall.py", "layers/registry.py",
-}
 
 
 def test_no_sql_outside_core() -> None:
     found = {str(path.relative_to(ROOT)) for package in ("dashboard", "layers")
              for path in (ROOT / package).rglob("*.py")
              if _SQL_CALLS.search(path.read_text(encoding="utf-8"))}
-    assert found - KNOWN_OFFENDERS == set(), "SQL outside core (use a scoped core function)"
-    assert "dashboard/guard.py" not in found
+    assert found == set(), "SQL outside core (use a scoped core function)"

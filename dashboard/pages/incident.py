@@ -24,6 +24,7 @@ from core.incident_views import (
     timeline,
 )
 from core.incidents import TRANSITIONS, IncidentError, allowed_actions, transition
+from core.lookups import handling_departments, incident_reference_names
 from core.sla import utcnow
 from dashboard.context import current_settings, current_store, current_user
 from dashboard.i18n import N_, _, format_datetime, localized_name
@@ -140,8 +141,7 @@ def layout(id: str | None = None, status: str | None = None, q: str | None = Non
 def _departments(store, user) -> list[dict]:
     if user.role.value == "commander":
         return departments_for_dispatch(store, user)
-    return store.query_dicts("SELECT code, name_zh, name_en FROM departments WHERE kind IN"
-                             " ('department', 'government') ORDER BY kind, code")
+    return handling_departments(store)
 
 
 def _body(incident_id: int) -> list:
@@ -149,18 +149,12 @@ def _body(incident_id: int) -> list:
     inc = get_incident(store, user, incident_id)
     if inc is None:
         return [html.Div(_("No such incident in your scope."), className="yw-denied")]
-    names = store.query_one(
-        "SELECT (SELECT name_zh FROM incident_categories WHERE code = ?),"
-        " (SELECT name_en FROM incident_categories WHERE code = ?),"
-        " (SELECT name_zh FROM jurisdictions WHERE code = ?),"
-        " (SELECT name_en FROM jurisdictions WHERE code = ?),"
-        " (SELECT name_zh FROM departments WHERE code = ?),"
-        " (SELECT name_en FROM departments WHERE code = ?)",
-        [inc.category, inc.category, inc.jurisdiction_code, inc.jurisdiction_code,
-         inc.department_code, inc.department_code])
-    category = localized_name({"name_zh": names[0], "name_en": names[1]})
-    place = localized_name({"name_zh": names[2], "name_en": names[3]})
-    department = localized_name({"name_zh": names[4], "name_en": names[5]}) if names[4] else "—"
+    names = incident_reference_names(store, inc.category, inc.jurisdiction_code,
+                                     inc.department_code)
+    category = localized_name(names["category"])
+    place = localized_name(names["jurisdiction"])
+    department = (localized_name(names["department"]) if names["department"]["name_zh"]
+                  else "—")
     open_ = inc.status.value != "closed"
     due = inc.claim_due if inc.status.value in ("reported", "dispatched", "returned") \
         else inc.resolve_due

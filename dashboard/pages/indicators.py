@@ -24,6 +24,7 @@ from dash.exceptions import PreventUpdate
 
 from core.indicators import INDICATORS, trend
 from core.jurisdictions import get_jurisdiction
+from core.lookups import jurisdiction_level, jurisdiction_names
 from core.roles import Role
 from core.scope import ScopeError
 from dashboard.context import current_scope, current_settings, current_store
@@ -432,8 +433,7 @@ def navigate(indicator: str, period: str, start: str | None, end: str | None,
     if not isinstance(code, str) or code not in (values or []):
         raise PreventUpdate
     ind = INDICATORS[state.indicator]
-    level = current_store().query_one("SELECT level FROM jurisdictions WHERE code = ?", [code])
-    if level and level[0] in ind.levels[:-1]:
+    if jurisdiction_level(current_store(), code) in ind.levels[:-1]:
         return {**state.to_dict(), "code": code, "detail": None}
     return {**state.to_dict(), "detail": code}   # a leaf: open its list
 
@@ -471,11 +471,10 @@ def select(bar_hover: dict | None, map_hover: str | None, cell: dict | None,
         period = period_bounds(state, _now(), local_offset_hours(store, scope))
         points = trend(store, scope, ind.id, code=code, start=period.start, end=period.end,
                        step=period.step)
-        row = store.query_dicts("SELECT name_zh, name_en FROM jurisdictions WHERE code = ?",
-                                [code])
+        names = jurisdiction_names(store, code)
         line["data"][last]["x"] = [period.local(p.start) for p in points]
         line["data"][last]["y"] = [p.value for p in points]
-        line["data"][last]["name"] = _name(row[0]) if row else code
+        line["data"][last]["name"] = _name(names) if names else code
         line["data"][last]["showlegend"] = True
     else:
         line["data"][last]["x"] = []
