@@ -18,10 +18,11 @@ whose data files live under a shared data path; the API is the same:
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -35,6 +36,7 @@ __all__ = ["Store", "StoreError", "extension_path", "spatial_extension_path",
 MIGRATIONS_PACKAGE = "core.migrations"
 _MIGRATION_NAME = re.compile(r"^(\d{3})_([a-z0-9_]+)\.sql$")
 LAKE_ALIAS = "lake"
+log = logging.getLogger("yiwang.store")
 # statements that change the lake and so take the cluster write lock outside a transaction
 _WRITE = re.compile(
     r"^\s*(?:--[^\n]*\n\s*)*(?:INSERT|UPDATE|DELETE|MERGE|COPY|TRUNCATE|DROP|ALTER"
@@ -101,6 +103,7 @@ class Store:
         self._local = threading.local()
         self._lock = threading.Lock()
         self._cluster = cluster
+        self._generation = 0
 
     @property
     def mode(self) -> str:
@@ -156,22 +159,11 @@ class Store:
                              "to the URL (every process must see the same folder)")
         if "://" not in folder and not read_only:
             Path(folder).mkdir(parents=True, exist_ok=True)
-        con = duckdb.connect(config={"autoinstall_known_extensions": False})
-        parts = None
+        con = parts = None
         try:
-            for name in ("spatial", "postgres_scanner", "ducklake"):
-                con.execute(f"LOAD '{extension_path(name)}'")
-            parts = _ClusterParts(parsed.dsn, folder)
-            con.create_function("yw_nextval", parts.sequences.udf, [duckdb.sqltypes.VARCHAR],
-                                duckdb.sqltypes.BIGINT, type="arrow", side_effects=True)
-            target = _quote("ducklake:postgres:" + parsed.dsn)
-            folder_sql = _quote(folder.rstrip("/") + "/")
-            options = f"DATA_PATH {folder_sql}" + (", READ_ONLY" if read_only else "")
-            with parts.write_lock.held():  # the first ATTACH creates the catalog: one at a time
-                con.execute(f"ATTACH {target} AS {LAKE_ALIAS} ({options})")
-            con.execute(f"USE {LAKE_ALIAS}")
+            parts = _ClusterParts(parsed.dsn, folder, read_only)
+            con = parts.connect()
         except (duckdb.Error, StoreError, cluster.ClusterError) as exc:
-            con.close()
             if parts is not None:
                 parts.close()
             if isinstance(exc, StoreError):
@@ -196,16 +188,33 @@ class Store:
 
     # -- access ---------------------------------------------------------------------------
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        """This thread's cursor (created on first use)."""
+        """This thread's cursor (created on first use, and again after a reopen)."""
         cur = getattr(self._local, "cursor", None)
-        if cur is None:
+        if cur is None or self._local.generation != self._generation:
             with self._lock:
-                cur = self._root.cursor()
+                cur, generation = self._root.cursor(), self._generation
             if self._cluster is not None:
                 cur.execute(f"USE {LAKE_ALIAS}")
-                cur = _LakeCursor(cur, self)
-            self._local.cursor = cur
+                cur = _LakeCursor(cur, self, generation)
+            self._local.cursor, self._local.generation = cur, generation
         return cur
+
+    def reopen(self, generation: int) -> bool:
+        """Cluster mode: replace a DuckDB instance that a fatal error invalidated ("the
+        database must be restarted") by a fresh one; every thread's next ``cursor()`` is on
+        it. Only the first caller for ``generation`` reopens; True when this call did."""
+        if self._cluster is None:
+            return False
+        with self._lock:
+            if generation != self._generation:
+                return False
+            fresh = self._cluster.connect()
+            old, self._root = self._root, fresh
+            self._generation += 1
+        log.warning("cluster store: DuckDB instance invalidated by a fatal error; reopened")
+        with suppress(duckdb.Error):
+            old.close()
+        return True
 
     def nextval(self, sequence: str, n: int = 1) -> list[int]:
         """``n`` fresh values of ``sequence`` (a DuckDB sequence, or its PostgreSQL twin in
@@ -271,7 +280,7 @@ class Store:
         try:
             yield cur
         finally:
-            cur.execute("ROLLBACK")
+            _rollback(cur)
 
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         cur = self.cursor()
@@ -279,7 +288,7 @@ class Store:
         try:
             yield cur
         except BaseException:
-            cur.execute("ROLLBACK")
+            _rollback(cur)
             raise
         else:
             cur.execute("COMMIT")
@@ -380,16 +389,43 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+def _rollback(cur: Any) -> None:
+    """Roll back; an instance that a fatal error invalidated (and the store reopened) has
+    nothing left to undo, and the error that got us here is the one to report."""
+    with suppress(duckdb.FatalException, duckdb.ConnectionException):
+        cur.execute("ROLLBACK")
+
+
 class _ClusterParts:
     """The PostgreSQL side of a cluster store: write lock and sequences."""
 
-    def __init__(self, dsn: str, data_path: str) -> None:
+    def __init__(self, dsn: str, data_path: str, read_only: bool = False) -> None:
         from core.cluster import Sequences, WriteLock
 
         self.dsn = dsn
         self.data_path = data_path
+        self.read_only = read_only
         self.write_lock = WriteLock(dsn)
         self.sequences = Sequences(dsn)
+
+    def connect(self) -> duckdb.DuckDBPyConnection:
+        """A new DuckDB instance with the lake attached (extensions loaded by path)."""
+        con = duckdb.connect(config={"autoinstall_known_extensions": False})
+        try:
+            for name in ("spatial", "postgres_scanner", "ducklake"):
+                con.execute(f"LOAD '{extension_path(name)}'")
+            con.create_function("yw_nextval", self.sequences.udf, [duckdb.sqltypes.VARCHAR],
+                                duckdb.sqltypes.BIGINT, type="arrow", side_effects=True)
+            target = _quote("ducklake:postgres:" + self.dsn)
+            folder_sql = _quote(self.data_path.rstrip("/") + "/")
+            options = f"DATA_PATH {folder_sql}" + (", READ_ONLY" if self.read_only else "")
+            with self.write_lock.held():  # the first ATTACH creates the catalog: one at a time
+                con.execute(f"ATTACH {target} AS {LAKE_ALIAS} ({options})")
+            con.execute(f"USE {LAKE_ALIAS}")
+        except BaseException:
+            con.close()
+            raise
+        return con
 
     def close(self) -> None:
         self.write_lock.close()
@@ -400,11 +436,12 @@ class _LakeCursor:
     """A DuckDB cursor on the lake that rewrites ``nextval(`` and takes the cluster write
     lock around a writing statement run outside a transaction (autocommit)."""
 
-    __slots__ = ("_cur", "_store")
+    __slots__ = ("_cur", "_generation", "_store")
 
-    def __init__(self, cur: duckdb.DuckDBPyConnection, store: Store) -> None:
+    def __init__(self, cur: duckdb.DuckDBPyConnection, store: Store, generation: int = 0) -> None:
         self._cur = cur
         self._store = store
+        self._generation = generation
 
     def _prepare(self, sql: str) -> str:
         if "nextval" in sql.lower():
@@ -420,11 +457,17 @@ class _LakeCursor:
 
     def execute(self, sql: str, parameters: Any = None) -> _LakeCursor:
         sql = self._prepare(sql)
-        with self._locked(sql):
-            if parameters is None:
-                self._cur.execute(sql)
-            else:
-                self._cur.execute(sql, parameters)
+        try:
+            with self._locked(sql):
+                if parameters is None:
+                    self._cur.execute(sql)
+                else:
+                    self._cur.execute(sql, parameters)
+        except (duckdb.FatalException, duckdb.InternalException):
+            # DuckDB invalidates the whole instance after such an error: this statement
+            # fails, the store reopens, and the next cursor() works again
+            self._store.reopen(self._generation)
+            raise
         return self
 
     def executemany(self, sql: str, parameters: Any = ()) -> _LakeCursor:

@@ -547,3 +547,47 @@ def test_maintain_job_has_the_scheduler_signature(store: Store) -> None:
     from core.settings import load_settings
 
     assert maintain_job(store, load_settings()).files_after == 0
+
+
+# -- an invalidated DuckDB instance is replaced ---------------------------------------------
+class _Invalidated:
+    """Stands in for a cursor of a DuckDB instance after a fatal error: every statement
+    fails the way DuckDB fails then (fault injection at the DuckDB boundary)."""
+
+    def execute(self, *_args):
+        raise duckdb.FatalException("database has been invalidated because of a previous "
+                                    "fatal error. The database must be restarted")
+
+
+def test_a_fatal_error_reopens_the_lake_for_every_thread(lake_city: Store) -> None:
+    import threading
+
+    lake_city.query("SELECT count(*) FROM users")
+    other: dict[str, object] = {}
+
+    def in_thread(key: str) -> None:
+        other[key] = lake_city.cursor()
+        other[key + "_rows"] = lake_city.query("SELECT count(*) FROM jurisdictions")
+
+    first = threading.Thread(target=in_thread, args=("before",))
+    first.start()
+    first.join()
+    lake_city.cursor()._cur = _Invalidated()            # this instance is now invalidated
+    with pytest.raises(duckdb.FatalException):
+        lake_city.query("SELECT count(*) FROM users")
+    assert lake_city._generation == 1
+    with pytest.raises(duckdb.FatalException), lake_city.transaction() as cur:
+        cur._cur = _Invalidated()                        # invalidated inside a transaction:
+        cur.execute("SELECT 1")                          # its rollback does not mask the error
+    # each failure reopened once: this thread and others read and write on the new instance
+    assert lake_city._generation == 2
+    assert lake_city.query("SELECT count(*) FROM jurisdictions") == [(11,)]
+    second = threading.Thread(target=in_thread, args=("after",))
+    second.start()
+    second.join()
+    assert other["after"] is not other["before"] and other["after_rows"] == [(11,)]
+    with lake_city.transaction() as cur:
+        cur.execute("UPDATE users SET display_name = 'after reopen' WHERE username = 'commander'")
+    assert lake_city.query("SELECT display_name FROM users WHERE username = 'commander'"
+                           ) == [("after reopen",)]
+    assert not lake_city.reopen(0)                       # a stale generation reopens nothing
