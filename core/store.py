@@ -238,7 +238,11 @@ class Store:
         return self.cursor().execute(sql, params).fetchall()
 
     def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> tuple | None:
-        return self.cursor().execute(sql, params).fetchone()
+        """The first row, or None. The result is read to its end: a result left half read
+        keeps its transaction open (on a lake, an idle PostgreSQL transaction whose locks
+        stop maintenance from dropping inlined-data tables)."""
+        rows = self.cursor().execute(sql, params).fetchall()
+        return rows[0] if rows else None
 
     def query_df(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()):
         """Run a read and return a pandas DataFrame."""
@@ -475,6 +479,17 @@ class _LakeCursor:
         with self._locked(sql):
             self._cur.executemany(sql, parameters)
         return self
+
+    def fetchone(self) -> tuple | None:
+        """One row, and the rest of the result read and dropped: a result left half read
+        keeps the statement's transaction, and so a PostgreSQL transaction holding locks on
+        the catalog, open until the cursor's next statement (maintenance's DROP of an
+        inlined-data table then waits, holding the cluster write lock). Nothing here reads
+        a result row by row."""
+        row = self._cur.fetchone()
+        if row is not None:
+            self._cur.fetchall()
+        return row
 
     def sql(self, query: str, *args: Any, **kwargs: Any):
         return self._cur.sql(self._prepare(query), *args, **kwargs)

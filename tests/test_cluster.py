@@ -591,3 +591,24 @@ def test_a_fatal_error_reopens_the_lake_for_every_thread(lake_city: Store) -> No
     assert lake_city.query("SELECT display_name FROM users WHERE username = 'commander'"
                            ) == [("after reopen",)]
     assert not lake_city.reopen(0)                       # a stale generation reopens nothing
+
+
+def test_single_row_reads_leave_no_catalog_transaction_open(lake_city: Store) -> None:
+    """A half-read result kept its statement's transaction, and so a PostgreSQL transaction
+    holding catalog locks, open on an idle cursor: maintenance's DROP of an inlined-data
+    table then waited forever while holding the cluster write lock (found under load)."""
+    import psycopg
+
+    database = lake_city.dsn.rsplit("/", 1)[1].split("?")[0]
+
+    def idle_in_transaction() -> int:
+        with psycopg.connect(f"{PG}/{database}", autocommit=True) as con:
+            return con.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                               " AND state = 'idle in transaction'", [database]).fetchone()[0]
+
+    lake_city.query("INSERT INTO departments VALUES ('xx', 'x', 'x', 'department', 'C')")
+    assert lake_city.query_one("SELECT code FROM departments ORDER BY code") is not None
+    assert idle_in_transaction() == 0
+    assert lake_city.cursor().execute("SELECT code FROM departments").fetchone() is not None
+    assert idle_in_transaction() == 0
+    assert maintain(lake_city).seconds < 60            # nothing holds it up
