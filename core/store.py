@@ -104,6 +104,7 @@ class Store:
         self._lock = threading.Lock()
         self._cluster = cluster
         self._generation = 0
+        self._reopen_lock = threading.Lock()
 
     @property
     def mode(self) -> str:
@@ -205,12 +206,14 @@ class Store:
         it. Only the first caller for ``generation`` reopens; True when this call did."""
         if self._cluster is None:
             return False
-        with self._lock:
+        # not under self._lock, which every cursor() takes: connecting takes a while
+        with self._reopen_lock:
             if generation != self._generation:
                 return False
-            fresh = self._cluster.connect()
-            old, self._root = self._root, fresh
-            self._generation += 1
+            fresh = self._cluster.connect(first=False)
+            with self._lock:
+                old, self._root = self._root, fresh
+                self._generation += 1
         log.warning("cluster store: DuckDB instance invalidated by a fatal error; reopened")
         with suppress(duckdb.Error):
             old.close()
@@ -412,8 +415,10 @@ class _ClusterParts:
         self.write_lock = WriteLock(dsn)
         self.sequences = Sequences(dsn)
 
-    def connect(self) -> duckdb.DuckDBPyConnection:
-        """A new DuckDB instance with the lake attached (extensions loaded by path)."""
+    def connect(self, *, first: bool = True) -> duckdb.DuckDBPyConnection:
+        """A new DuckDB instance with the lake attached (extensions loaded by path). The
+        ``first`` ATTACH of a process may create the catalog and takes the write lock; a
+        reopen does not (the thread holding the lock may be the one waiting for it)."""
         con = duckdb.connect(config={"autoinstall_known_extensions": False})
         try:
             for name in ("spatial", "postgres_scanner", "ducklake"):
@@ -423,7 +428,10 @@ class _ClusterParts:
             target = _quote("ducklake:postgres:" + self.dsn)
             folder_sql = _quote(self.data_path.rstrip("/") + "/")
             options = f"DATA_PATH {folder_sql}" + (", READ_ONLY" if self.read_only else "")
-            with self.write_lock.held():  # the first ATTACH creates the catalog: one at a time
+            if first:   # the first ATTACH creates the catalog: one at a time
+                with self.write_lock.held():
+                    con.execute(f"ATTACH {target} AS {LAKE_ALIAS} ({options})")
+            else:
                 con.execute(f"ATTACH {target} AS {LAKE_ALIAS} ({options})")
             con.execute(f"USE {LAKE_ALIAS}")
         except BaseException:
