@@ -129,6 +129,7 @@ class WriteLock:
         self._depth = 0
         self._conn = None
         self.waited_seconds = 0.0  # total time spent waiting (for diagnostics)
+        self._holder = ("-", time.monotonic())  # who holds it, since when (for the message)
 
     def _session(self):
         if self._conn is None or self._conn.closed:
@@ -142,8 +143,10 @@ class WriteLock:
 
         t0 = time.perf_counter()
         if not self._mutex.acquire(timeout=self._timeout):
+            holder, since = self._holder
             raise duckdb.TransactionException(
-                f"cluster write lock not acquired within {self._timeout:g} s (this process)")
+                f"cluster write lock not acquired within {self._timeout:g} s (this process:"
+                f" thread {holder} has held it for {time.monotonic() - since:.0f} s)")
         if self._depth == 0:
             try:
                 for attempt in (1, 2):
@@ -161,6 +164,8 @@ class WriteLock:
             except BaseException:
                 self._mutex.release()
                 raise
+        if self._depth == 0:
+            self._holder = (threading.current_thread().name, time.monotonic())
         self._depth += 1
         self.waited_seconds += time.perf_counter() - t0
 

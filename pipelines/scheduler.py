@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -106,7 +107,9 @@ def register_sources(store: Store, jobs: Sequence[JobSpec]) -> None:
 
 
 def run_job(store: Store, settings: Settings, job: JobSpec, trigger: str = "schedule"):
-    """Run one job now as a recorded run (the scheduler and `yiwang pipelines run` use it)."""
+    """Run one job now as a recorded run (the scheduler and `yiwang pipelines run` use it).
+    The thread takes the job's name, so lock diagnostics say which job holds what."""
+    threading.current_thread().name = f"job {job.id}"
     return execute(store, job.id, lambda: job.func(store, settings), trigger=trigger)
 
 

@@ -612,3 +612,31 @@ def test_single_row_reads_leave_no_catalog_transaction_open(lake_city: Store) ->
     assert lake_city.cursor().execute("SELECT code FROM departments").fetchone() is not None
     assert idle_in_transaction() == 0
     assert maintain(lake_city).seconds < 60            # nothing holds it up
+
+
+def test_a_write_lock_timeout_names_the_thread_holding_it(lake: Store) -> None:
+    import threading
+
+    from core.cluster import WriteLock
+
+    lock = WriteLock(lake.dsn, "yiwang-test-holder", timeout_seconds=0.5)
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with lock.held():
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder, name="job incident_sla")
+    thread.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(duckdb.TransactionException,
+                           match=r"thread job incident_sla has held it for \d+ s"):
+            lock.acquire()
+    finally:
+        release.set()
+        thread.join()
+    with lock.held():                # free again once the holder is done
+        pass
+    lock.close()
