@@ -84,11 +84,12 @@ def evaluate(store: Store, now: datetime | None = None) -> AlertChanges:
 
     table = pa.table({name: [r[i] for r in rules] for i, name in enumerate(
         ("rule_id", "kind", "level", "threshold", "hysteresis", "seconds"))})
-    with store.transaction() as cur:
+    # the scan of recent readings reads a snapshot, outside the write transaction (in
+    # cluster mode that holds the cluster-wide write lock, which every login waits for)
+    with store.snapshot() as cur:
         cur.register("_alert_rules", table)
         try:
-            cur.execute("""
-                CREATE OR REPLACE TEMP TABLE _alert_eval AS
+            evaluated = cur.execute("""
                 WITH base AS (
                     SELECT ru.rule_id, ru.level, ru.threshold, ru.hysteresis, ru.seconds,
                            s.id AS sensor_id, s.kind, s.jurisdiction_code, r.ts, r.value
@@ -111,7 +112,12 @@ def evaluate(store: Store, now: datetime | None = None) -> AlertChanges:
                                          AND b.value >= b.threshold - b.hysteresis) AS recent_high,
                        max(b.value) FILTER (WHERE b.ts > $now - to_seconds(b.seconds)) AS peak
                 FROM base b JOIN below w USING (rule_id, sensor_id)
-                GROUP BY ALL""", {"now": now, "since": since})
+                GROUP BY ALL""", {"now": now, "since": since}).to_arrow_table()
+        finally:
+            cur.unregister("_alert_rules")
+    with store.transaction() as cur:
+        cur.register("_alert_eval", evaluated)
+        try:
             # open: at or above the threshold since at least `seconds` ago, still now
             # ids first, then the rows (no RETURNING on DuckLake: cluster mode runs this too)
             cur.execute("""
@@ -146,9 +152,8 @@ def evaluate(store: Store, now: datetime | None = None) -> AlertChanges:
                   AND alerts.rule_id = e.rule_id AND e.recent_n > 0 AND e.recent_high IS NULL
                   AND alerts.opened_at <= $now - to_seconds(e.seconds)""",
                                  {"now": now}).fetchone()[0]
-            cur.execute("DROP TABLE _alert_eval")
         finally:
-            cur.unregister("_alert_rules")
+            cur.unregister("_alert_eval")
     incidents = _open_incidents(store, [row[0] for row in opened], now)
     return AlertChanges(len(opened), closed, incidents)
 
