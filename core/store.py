@@ -200,6 +200,18 @@ class Store:
             self._local.cursor, self._local.generation = cur, generation
         return cur
 
+    def release_cursor(self) -> None:
+        """Close this thread's cursor (the next ``cursor()`` makes a new one). A result left
+        unread keeps its statement's transaction open until the cursor's next statement; on
+        a lake that is a PostgreSQL transaction holding catalog locks, which lake
+        maintenance and other writers then wait on. Web requests and scheduler jobs call
+        this when they end. Not inside a transaction."""
+        cur = getattr(self._local, "cursor", None)
+        if cur is not None:
+            self._local.cursor = None
+            with suppress(duckdb.Error):
+                cur.close()
+
     def reopen(self, generation: int) -> bool:
         """Cluster mode: replace a DuckDB instance that a fatal error invalidated ("the
         database must be restarted") by a fresh one; every thread's next ``cursor()`` is on

@@ -95,6 +95,8 @@ def create_app(store: Store, settings: Settings) -> dash.Dash:
     init_auth(server)
     server.add_url_rule("/healthz", "healthz", _healthz)
     server.before_request(_check_origin)
+    # a result left half read would keep its transaction (on a lake: catalog locks) open
+    server.teardown_request(lambda _exc: store.release_cursor())
     server.before_request(check_idle)
     server.before_request(_require_login)
     server.after_request(_security_headers)

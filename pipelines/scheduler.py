@@ -110,7 +110,10 @@ def run_job(store: Store, settings: Settings, job: JobSpec, trigger: str = "sche
     """Run one job now as a recorded run (the scheduler and `yiwang pipelines run` use it).
     The thread takes the job's name, so lock diagnostics say which job holds what."""
     threading.current_thread().name = f"job {job.id}"
-    return execute(store, job.id, lambda: job.func(store, settings), trigger=trigger)
+    try:
+        return execute(store, job.id, lambda: job.func(store, settings), trigger=trigger)
+    finally:
+        store.release_cursor()   # no result left open on an idle pool thread
 
 
 def _stop_subscribers() -> None:

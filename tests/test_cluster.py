@@ -611,6 +611,11 @@ def test_single_row_reads_leave_no_catalog_transaction_open(lake_city: Store) ->
     assert idle_in_transaction() == 0
     assert lake_city.cursor().execute("SELECT code FROM departments").fetchone() is not None
     assert idle_in_transaction() == 0
+    lake_city.cursor().execute("SELECT code FROM departments")        # never read
+    assert idle_in_transaction() == 1
+    lake_city.release_cursor()                # what a web request and a job do at their end
+    assert idle_in_transaction() == 0
+    assert lake_city.query("SELECT count(*) FROM departments")[0][0] > 0   # a new cursor
     assert maintain(lake_city).seconds < 60            # nothing holds it up
 
 
