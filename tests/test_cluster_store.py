@@ -1,0 +1,113 @@
+"""The cluster store under trouble: an instance a fatal error invalidated is reopened, no
+catalog transaction stays open on an idle cursor, and a write-lock timeout names its holder
+(each found by `make load --cluster 3`). Runs on the machine's PostgreSQL, like
+test_cluster.py, whose fixtures it shares."""
+
+from __future__ import annotations
+
+import duckdb
+import pytest
+from test_cluster import PG, lake, lake_city, lake_url  # noqa: F401  (fixtures)
+
+from core.cluster import maintain
+from core.store import Store
+
+pytestmark = pytest.mark.timeout(300)
+
+
+# -- an invalidated DuckDB instance is replaced ---------------------------------------------
+class _Invalidated:
+    """Stands in for a cursor of a DuckDB instance after a fatal error: every statement
+    fails the way DuckDB fails then (fault injection at the DuckDB boundary)."""
+
+    def execute(self, *_args):
+        raise duckdb.FatalException("database has been invalidated because of a previous "
+                                    "fatal error. The database must be restarted")
+
+
+def test_a_fatal_error_reopens_the_lake_for_every_thread(lake_city: Store) -> None:  # noqa: F811
+    import threading
+
+    lake_city.query("SELECT count(*) FROM users")
+    other: dict[str, object] = {}
+
+    def in_thread(key: str) -> None:
+        other[key] = lake_city.cursor()
+        other[key + "_rows"] = lake_city.query("SELECT count(*) FROM jurisdictions")
+
+    first = threading.Thread(target=in_thread, args=("before",))
+    first.start()
+    first.join()
+    lake_city.cursor()._cur = _Invalidated()            # this instance is now invalidated
+    with pytest.raises(duckdb.FatalException):
+        lake_city.query("SELECT count(*) FROM users")
+    assert lake_city._generation == 1
+    with pytest.raises(duckdb.FatalException), lake_city.transaction() as cur:
+        cur._cur = _Invalidated()                        # invalidated inside a transaction:
+        cur.execute("SELECT 1")                          # its rollback does not mask the error
+    # each failure reopened once: this thread and others read and write on the new instance
+    assert lake_city._generation == 2
+    assert lake_city.query("SELECT count(*) FROM jurisdictions") == [(11,)]
+    second = threading.Thread(target=in_thread, args=("after",))
+    second.start()
+    second.join()
+    assert other["after"] is not other["before"] and other["after_rows"] == [(11,)]
+    with lake_city.transaction() as cur:
+        cur.execute("UPDATE users SET display_name = 'after reopen' WHERE username = 'commander'")
+    assert lake_city.query("SELECT display_name FROM users WHERE username = 'commander'"
+                           ) == [("after reopen",)]
+    assert not lake_city.reopen(0)                       # a stale generation reopens nothing
+
+
+def test_single_row_reads_leave_no_catalog_transaction_open(lake_city: Store) -> None:  # noqa: F811
+    """A half-read result kept its statement's transaction, and so a PostgreSQL transaction
+    holding catalog locks, open on an idle cursor: maintenance's DROP of an inlined-data
+    table then waited forever while holding the cluster write lock (found under load)."""
+    import psycopg
+
+    database = lake_city.dsn.rsplit("/", 1)[1].split("?")[0]
+
+    def idle_in_transaction() -> int:
+        with psycopg.connect(f"{PG}/{database}", autocommit=True) as con:
+            return con.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s"
+                               " AND state = 'idle in transaction'", [database]).fetchone()[0]
+
+    lake_city.query("INSERT INTO departments VALUES ('xx', 'x', 'x', 'department', 'C')")
+    assert lake_city.query_one("SELECT code FROM departments ORDER BY code") is not None
+    assert idle_in_transaction() == 0
+    assert lake_city.cursor().execute("SELECT code FROM departments").fetchone() is not None
+    assert idle_in_transaction() == 0
+    lake_city.cursor().execute("SELECT code FROM departments")        # never read
+    assert idle_in_transaction() == 1
+    lake_city.release_cursor()                # what a web request and a job do at their end
+    assert idle_in_transaction() == 0
+    assert lake_city.query("SELECT count(*) FROM departments")[0][0] > 0   # a new cursor
+    assert maintain(lake_city).seconds < 60            # nothing holds it up
+
+
+def test_a_write_lock_timeout_names_the_thread_holding_it(lake: Store) -> None:  # noqa: F811
+    import threading
+
+    from core.cluster import WriteLock
+
+    lock = WriteLock(lake.dsn, "yiwang-test-holder", timeout_seconds=0.5)
+    held, release = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with lock.held():
+            held.set()
+            release.wait(10)
+
+    thread = threading.Thread(target=holder, name="job incident_sla")
+    thread.start()
+    try:
+        assert held.wait(10)
+        with pytest.raises(duckdb.TransactionException,
+                           match=r"thread job incident_sla has held it for \d+ s"):
+            lock.acquire()
+    finally:
+        release.set()
+        thread.join()
+    with lock.held():                # free again once the holder is done
+        pass
+    lock.close()
