@@ -72,6 +72,17 @@ def router_inputs(path: str, search: str = "") -> tuple[list, list[str]]:
             ["_pages_location.pathname", "_pages_location.search"])
 
 
+def wall_refresh_inputs(trigger: int, view: str, viewport: Any, toggles: list,
+                        seq: int) -> tuple[list, list, list[str]]:
+    """Inputs, state and changed ids of the wall's refresh callback (its dcc.Interval tick)."""
+    return ([{"id": "wall-trigger", "property": "data", "value": trigger},
+             {"id": "wall-view", "property": "data", "value": view},
+             {"id": "wall-viewport", "property": "data", "value": viewport},
+             {"id": "wall-toggles", "property": "value", "value": toggles}],
+            [{"id": "wall-seq", "property": "data", "value": seq}],
+            ["wall-trigger.data"])
+
+
 class WallScreen:
     """One wall screen over urllib (no browser): log in, open /wall, refresh it like its
     ``dcc.Interval`` does, rotating views every third refresh as the playlist does."""
@@ -115,13 +126,8 @@ class WallScreen:
         """One refresh tick: every KPI, layer and ticker of the current view."""
         self.ticks += 1
         view = self.views[(self.ticks // 3) % len(self.views)]
-        answer = self.post(
-            "wall-kpis.children",
-            [{"id": "wall-trigger", "property": "data", "value": self.ticks},
-             {"id": "wall-view", "property": "data", "value": view},
-             {"id": "wall-viewport", "property": "data", "value": self.viewport},
-             {"id": "wall-toggles", "property": "value", "value": self.toggles}],
-            [{"id": "wall-seq", "property": "data", "value": self.seq}],
-            changed=["wall-trigger.data"])
+        inputs, state, changed = wall_refresh_inputs(self.ticks, view, self.viewport,
+                                                     self.toggles, self.seq)
+        answer = self.post("wall-kpis.children", inputs, state, changed=changed)
         self.seq = answer["response"].get("wall-seq", {}).get("data", self.seq)
         return answer

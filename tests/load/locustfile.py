@@ -32,7 +32,15 @@ from itertools import count
 from typing import Any
 from urllib.parse import urlsplit
 
-from dash_calls import DASH, ROUTER_OUTPUT, callback_body, find, index_dependencies, router_inputs
+from dash_calls import (
+    DASH,
+    ROUTER_OUTPUT,
+    callback_body,
+    find,
+    index_dependencies,
+    router_inputs,
+    wall_refresh_inputs,
+)
 from locust import FastHttpUser, between, constant_pacing, events, task
 
 PASSWORD = os.environ.get("YIWANG_LOAD_PASSWORD", "Yiwang#2026")
@@ -162,14 +170,9 @@ class WallScreen(YiwangUser):
 
     def refresh(self) -> None:
         view = self.views[self.view_index % len(self.views)]
-        answer = self.callback(
-            "wall-kpis.children", "wall refresh",
-            [{"id": "wall-trigger", "property": "data", "value": self.trigger},
-             {"id": "wall-view", "property": "data", "value": view},
-             {"id": "wall-viewport", "property": "data", "value": self.viewport},
-             {"id": "wall-toggles", "property": "value", "value": self.toggles}],
-            [{"id": "wall-seq", "property": "data", "value": self.seq}],
-            changed=["wall-trigger.data"])
+        inputs, state, changed = wall_refresh_inputs(self.trigger, view, self.viewport,
+                                                     self.toggles, self.seq)
+        answer = self.callback("wall-kpis.children", "wall refresh", inputs, state, changed)
         if answer is not None:
             self.seq = answer["data"]["response"].get("wall-seq", {}).get("data", self.seq)
 
