@@ -231,23 +231,29 @@ def record(store: Store, actor: str, action: str, *, target: str | None = None,
     action = _clean("action", action, mask=False) or "-"
     target = _clean("target", target, mask=True)
     detail = _clean("detail", detail, mask=True)
-    with _write_lock:
-        try:
-            if cursor is not None:
+    try:
+        if cursor is not None:  # the caller's transaction holds the cluster write lock
+            with _write_lock:
                 seq, digest = _append(store, cursor, ts, actor, action, target, detail)
                 batch = getattr(_signing, "batch", None)
                 if batch is not None and batch[0] is store:
                     batch[1].append((seq, digest))
                 else:
                     _remember(store, seq, digest)
-                return seq
+            return seq
+        with _write_lock:
             _flush_pending(store)
+        # Lock order: the cluster write lock before this module's lock, as a transaction that
+        # appends with ``cursor=`` takes them. The other order deadlocked logins against the
+        # alert job in cluster mode until the write lock's 60 s timeout.
+        with store.write_lock(), _write_lock:
             with store.transaction() as cur:
                 seq, digest = _append(store, cur, ts, actor, action, target, detail)
+        with _write_lock:
             _write_checkpoint(store, seq, digest)
-        except (duckdb.Error, OSError) as exc:
-            raise AuditError(f"audit entry {action!r} by {actor!r} not written: {exc}") from exc
-        return seq
+    except (duckdb.Error, OSError) as exc:
+        raise AuditError(f"audit entry {action!r} by {actor!r} not written: {exc}") from exc
+    return seq
 
 
 _signing = threading.local()

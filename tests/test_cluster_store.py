@@ -111,3 +111,41 @@ def test_a_write_lock_timeout_names_the_thread_holding_it(lake: Store) -> None: 
     with lock.held():                # free again once the holder is done
         pass
     lock.close()
+
+
+def test_a_standalone_audit_entry_waits_for_a_writer_without_blocking_it(
+        lake_city: Store, tmp_path) -> None:  # noqa: F811
+    """A login's audit entry (its own transaction) while the alert job's transaction appends
+    an entry with ``cursor=``: both take the cluster write lock first, then the audit lock.
+    The other order deadlocked them until the write lock timed out, and the login failed."""
+    import threading
+    import time
+
+    from core import audit
+
+    lake_city.audit_dir = tmp_path
+    lock = lake_city._cluster.write_lock
+    saved, lock._timeout = lock._timeout, 3.0        # a deadlock fails in 3 s, not 60
+    writing, errors = threading.Event(), []
+
+    def login() -> None:
+        writing.wait(10)
+        try:
+            audit.record(lake_city, "cg_staff", "user.login")
+        except Exception as exc:  # noqa: BLE001  (the assertion below shows it)
+            errors.append(exc)
+
+    thread = threading.Thread(target=login, name="login")
+    thread.start()
+    try:
+        with lake_city.transaction() as cur:
+            writing.set()
+            time.sleep(0.5)                            # the login's entry is waiting now
+            audit.record(lake_city, "system", "incident.report", cursor=cur)
+    finally:
+        thread.join(30)
+        lock._timeout = saved
+    assert errors == []
+    last = [a for (a,) in lake_city.query("SELECT action FROM audit_log ORDER BY seq")][-2:]
+    assert last == ["incident.report", "user.login"]
+    assert audit.verify_chain(lake_city).ok
