@@ -246,9 +246,8 @@ def record(store: Store, actor: str, action: str, *, target: str | None = None,
         # Lock order: the cluster write lock before this module's lock, as a transaction that
         # appends with ``cursor=`` takes them. The other order deadlocked logins against the
         # alert job in cluster mode until the write lock's 60 s timeout.
-        with store.write_lock(), _write_lock:
-            with store.transaction() as cur:
-                seq, digest = _append(store, cur, ts, actor, action, target, detail)
+        with store.write_lock(), _write_lock, store.transaction() as cur:
+            seq, digest = _append(store, cur, ts, actor, action, target, detail)
         with _write_lock:
             _write_checkpoint(store, seq, digest)
     except (duckdb.Error, OSError) as exc:

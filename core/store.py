@@ -250,23 +250,42 @@ class Store:
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple]:
         """Run a read and return all rows."""
-        return self.cursor().execute(sql, params).fetchall()
+        return self._read(lambda cur: cur.execute(sql, params).fetchall())
 
     def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> tuple | None:
         """The first row, or None. The result is read to its end: a result left half read
         keeps its transaction open (on a lake, an idle PostgreSQL transaction whose locks
         stop maintenance from dropping inlined-data tables)."""
-        rows = self.cursor().execute(sql, params).fetchall()
+        rows = self._read(lambda cur: cur.execute(sql, params).fetchall())
         return rows[0] if rows else None
 
     def query_df(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()):
         """Run a read and return a pandas DataFrame."""
-        return self.cursor().execute(sql, params).df()
+        return self._read(lambda cur: cur.execute(sql, params).df())
 
     def query_dicts(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict]:
-        cur = self.cursor().execute(sql, params)
-        cols = [d[0] for d in cur.description]
-        return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+        def run(cur) -> list[dict]:
+            cur = cur.execute(sql, params)
+            cols = [d[0] for d in cur.description]
+            return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
+
+        return self._read(run)
+
+    def _read(self, run):
+        """``run(cursor)``; in cluster mode a read outside a transaction or snapshot that
+        DuckLake failed mid-way (an internal error that invalidated the instance, or the
+        statement's transaction aborted under it, as during another process's maintenance)
+        runs once more on a fresh cursor. Reads change nothing, so running again is safe."""
+        try:
+            return run(self.cursor())
+        except duckdb.Error as exc:
+            if (self._cluster is None or getattr(self._local, "in_transaction", False)
+                    or getattr(self._local, "pinned", False) or not _lake_hiccup(exc)):
+                raise
+            log.warning("cluster store: read failed (%s: %s); running it again",
+                        type(exc).__name__, str(exc).splitlines()[0][:200])
+        self._local.cursor = None  # a new one (not closed: a caller may still hold it)
+        return run(self.cursor())
 
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -296,9 +315,11 @@ class Store:
         """
         cur = self.cursor()
         cur.execute("BEGIN TRANSACTION")
+        self._local.pinned = True   # its reads are not run again on another cursor
         try:
             yield cur
         finally:
+            self._local.pinned = False
             _rollback(cur)
 
     def _transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
@@ -406,6 +427,17 @@ class Store:
 
 def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
+
+
+def _lake_hiccup(exc: BaseException) -> bool:
+    """A DuckLake failure that a fresh cursor can get past: an internal or fatal error (the
+    instance was invalidated and reopened), or a statement whose transaction was aborted
+    under it."""
+    if isinstance(exc, (duckdb.FatalException, duckdb.InternalException)):
+        return True
+    text = str(exc)
+    return ("transaction is aborted" in text or "unsuccessful query result" in text
+            or "has been invalidated" in text)
 
 
 def _rollback(cur: Any) -> None:

@@ -23,7 +23,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from apscheduler.events import (
     EVENT_JOB_MAX_INSTANCES,
@@ -60,6 +60,7 @@ class JobSpec:
     seconds: float
     description: str = ""
     kind: str = "job"
+    first_after: float = 0.0   # seconds from the scheduler's start to the first run
 
 
 def _rollups(store: Store, settings: Settings):
@@ -79,8 +80,10 @@ JOBS: list[JobSpec] = [
             "alert rules (threshold, duration, hysteresis) over recent readings", "alerts"),
     JobSpec("incident_sla", _incident_sla, 300.0,
             "SLA clocks: mark overdue incidents and escalate them to the commanders", "incidents"),
+    # not at start: a new leader starts with the web processes, when every user logs in
     JobSpec("lake_maintenance", maintain_job, 900.0,
-            "DuckLake compaction and snapshot expiry (nothing in embedded mode)", "maintenance"),
+            "DuckLake compaction and snapshot expiry (nothing in embedded mode)", "maintenance",
+            first_after=300.0),
 ]
 
 
@@ -163,6 +166,7 @@ def _start_scheduler(store: Store, settings: Settings, jobs: list[JobSpec]) -> B
         scheduler.add_job(run_job, IntervalTrigger(seconds=job.seconds, timezone=UTC),
                           args=(store, settings, job), id=job.id,
                           name=job.description or job.id,
-                          next_run_time=datetime.now(UTC), replace_existing=True)
+                          next_run_time=datetime.now(UTC) + timedelta(seconds=job.first_after),
+                          replace_existing=True)
     scheduler.start()
     return scheduler
