@@ -12,7 +12,18 @@ import test_incident_machine as machine
 from test_incident_machine import T0, user
 
 import core.incident_rules as incidents_module
-from core.incident_views import board, get_incident, inbox, notifications, timeline
+from core.incident_views import (
+    board,
+    co_tasks,
+    get_incident,
+    inbox,
+    inbox_counts,
+    inbox_page,
+    incident_detail,
+    nearby_sensors,
+    notifications,
+    timeline,
+)
 from core.incidents import Status, TransitionRefused, escalate_overdue, report_incident, transition
 from core.store import Store
 
@@ -203,6 +214,52 @@ def test_inbox_puts_overdue_first_and_scopes_by_department(city: Store) -> None:
     assert rows[0]["overdue"] and not rows[1]["overdue"]
     assert [r["id"] for r in inbox(city, sw, now=T0)] == [water]
     assert inbox(city, user(city, "commander"), now=T0) == []  # commanders use the board
+
+
+def test_the_inbox_page_is_the_inbox_with_its_counts(city: Store) -> None:
+    """The inbox page's one read gives the rows of ``inbox`` and the counts of
+    ``inbox_counts`` (of the whole inbox, not the page), with names from the reference
+    tables, also a department's made after the names were cached."""
+    cg = user(city, "cg_staff")
+    late = [_dispatched(city, now=T0 - timedelta(hours=5)) for _ in range(3)]
+    ontime = [_dispatched(city, now=T0) for _ in range(2)]
+    now = T0 + timedelta(minutes=30)
+    rows, counts = inbox_page(city, cg, now=now, limit=2)
+    assert counts == inbox_counts(city, cg, now=now) == {"open": 5, "overdue": 3}
+    assert rows == inbox(city, cg, now=now, limit=2)
+    assert [r["id"] for r in rows] == late[:2] and all(r["overdue"] for r in rows)
+    rest = inbox(city, cg, now=now, after=rows[-1]["key"])
+    assert [r["id"] for r in rest] == [late[2], *ontime]
+    place, dept = city.query_one(
+        "SELECT j.name_zh, d.name_zh FROM incidents i JOIN jurisdictions j ON"
+        " j.code = i.jurisdiction_code JOIN departments d ON d.code = i.department_code"
+        " WHERE i.id = ?", [rows[0]["id"]])
+    assert (rows[0]["place_zh"], rows[0]["department_zh"]) == (place, dept)
+    assert rows[0]["category_zh"] and rows[0]["category_en"]
+    with city.transaction() as cur:    # a new department and an incident moved to it
+        cur.execute("INSERT INTO departments (code, name_zh, name_en, kind, jurisdiction_code)"
+                    " SELECT 'cg2', '城管二队', 'Urban mgmt 2', kind, jurisdiction_code"
+                    " FROM departments WHERE code = 'cg'")
+        cur.execute("UPDATE incidents SET department_code = 'cg2' WHERE id = ?", [late[0]])
+        cur.execute("UPDATE users SET department_code = 'cg2' WHERE username = 'cg_staff'")
+    moved, counts = inbox_page(city, user(city, "cg_staff"), now=now)
+    assert [(r["id"], r["department_zh"]) for r in moved] == [(late[0], "城管二队")]
+    assert counts == {"open": 1, "overdue": 1}
+    assert inbox_page(city, user(city, "commander"), now=now) == ([], {"open": 0, "overdue": 0})
+
+
+def test_the_incident_detail_is_its_parts_read_with_one_check(city: Store) -> None:
+    cg, sw = user(city, "cg_staff"), user(city, "sw_staff")
+    incident_id = _dispatched(city)
+    transition(city, cg, incident_id, "claim")
+    detail = incident_detail(city, cg, incident_id)
+    assert detail.incident == get_incident(city, cg, incident_id)
+    assert detail.timeline == timeline(city, cg, incident_id)
+    assert [e["action"] for e in detail.timeline][-1] == "claim"
+    assert detail.co_tasks == co_tasks(city, cg, incident_id)
+    assert detail.nearby == nearby_sensors(city, cg, incident_id)
+    assert incident_detail(city, sw, incident_id) is None      # not their department's
+    assert incident_detail(city, user(city, "sysadmin"), incident_id) is None
 
 
 def test_contacts_are_masked_for_those_without_need(city: Store) -> None:

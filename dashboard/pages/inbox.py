@@ -9,7 +9,7 @@ from __future__ import annotations
 import dash
 from dash import Input, Output, dcc, html
 
-from core.incident_views import inbox, inbox_counts, mark_read, notifications, unread_count
+from core.incident_views import inbox_page, mark_read, notifications, unread_count
 from core.sla import utcnow
 from dashboard.context import current_store, current_user
 from dashboard.i18n import N_, _
@@ -37,8 +37,7 @@ class ids:  # noqa: N801 - a namespace of component ids
 
 def _content() -> tuple:
     store, user, now = current_store(), current_user(), utcnow()
-    rows = inbox(store, user, now=now, limit=PAGE_ROWS)
-    counts = inbox_counts(store, user, now=now)  # the whole inbox, not only the page shown
+    rows, counts = inbox_page(store, user, now=now, limit=PAGE_ROWS)  # counts: whole inbox
     parts = [
         html.Span(_("{n} open").format(n=counts["open"]), className="yw-badge"),
         html.Span(_("{n} overdue").format(n=counts["overdue"]), className="yw-badge",

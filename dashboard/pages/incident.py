@@ -16,12 +16,10 @@ from dash import Input, Output, State, dcc, html
 from dash.exceptions import PreventUpdate
 
 from core.incident_views import (
-    co_tasks,
+    IncidentDetail,
     departments_for_dispatch,
-    get_incident,
+    incident_detail,
     list_incidents,
-    nearby_sensors,
-    timeline,
 )
 from core.incidents import TRANSITIONS, IncidentError, allowed_actions, transition
 from core.lookups import handling_departments, incident_reference_names
@@ -105,9 +103,10 @@ def layout(id: str | None = None, status: str | None = None, q: str | None = Non
         return _list(status, q)
     incident_id = _incident_id(id)
     store, user = current_store(), current_user()
-    inc = get_incident(store, user, incident_id) if incident_id else None
-    if inc is None:
+    detail = incident_detail(store, user, incident_id) if incident_id else None
+    if detail is None:
         return html.Div(_("No such incident in your scope."), className="yw-denied")
+    inc = detail.incident
     departments = [{"label": localized_name(d), "value": d["code"]}
                    for d in _departments(store, user)]
     form = html.Div([
@@ -133,7 +132,7 @@ def layout(id: str | None = None, status: str | None = None, q: str | None = Non
         dcc.Store(id=ids.INCIDENT, data=inc.id),
         dcc.Store(id=ids.CHOSEN, data=None),
         html.Div(id=ids.MESSAGE),
-        html.Div(_body(inc.id), id=ids.BODY),
+        html.Div(_body(inc.id, detail), id=ids.BODY),
         form,
     ], style=PAGE, className="yw-incident")
 
@@ -144,11 +143,12 @@ def _departments(store, user) -> list[dict]:
     return handling_departments(store)
 
 
-def _body(incident_id: int) -> list:
+def _body(incident_id: int, detail: IncidentDetail | None = None) -> list:
     store, user, now = current_store(), current_user(), utcnow()
-    inc = get_incident(store, user, incident_id)
-    if inc is None:
+    detail = detail or incident_detail(store, user, incident_id)
+    if detail is None:
         return [html.Div(_("No such incident in your scope."), className="yw-denied")]
+    inc = detail.incident
     names = incident_reference_names(store, inc.category, inc.jurisdiction_code,
                                      inc.department_code)
     category = localized_name(names["category"])
@@ -183,7 +183,7 @@ def _body(incident_id: int) -> list:
         html.Div(_actions(store, user, inc), style={"marginTop": "12px"},
                  className="yw-incident-actions"),
     ], style=PANEL)
-    tasks = co_tasks(store, user, inc.id)
+    tasks = detail.co_tasks
     co = html.Section([
         html.H3(_("Co-handling"), style={"margin": "0 0 6px"}),
         html.Table([html.Tbody([
@@ -195,7 +195,7 @@ def _body(incident_id: int) -> list:
             style={"width": "100%", "borderCollapse": "collapse"})
         if tasks else html.Div(_("No co-handling."), style={"color": "#8fa8c9"}),
     ], style=PANEL)
-    events = timeline(store, user, inc.id)
+    events = detail.timeline
     history = html.Section([
         html.H3(_("Timeline"), style={"margin": "0 0 6px"}),
         html.Table([html.Thead(html.Tr([html.Th(h, style=HEAD) for h in (
@@ -211,7 +211,7 @@ def _body(incident_id: int) -> list:
                 for e in events])],
             style={"width": "100%", "borderCollapse": "collapse"}),
     ], style={**PANEL, "flex": 1})
-    return [html.Div([details, _map(store, user, inc)],
+    return [html.Div([details, _map(inc, detail.nearby)],
                      style={"display": "grid", "gap": "14px",
                             "gridTemplateColumns": "minmax(0, 2fr) minmax(0, 1fr)"}),
             html.Div([history, co], style={"display": "grid", "gap": "14px",
@@ -227,8 +227,7 @@ def _actions(store, user, inc) -> list:
                         style=BUTTON, className="yw-action") for r in rules]
 
 
-def _map(store, user, inc) -> html.Section:
-    sensors = nearby_sensors(store, user, inc.id)
+def _map(inc, sensors: list[dict]) -> html.Section:
     colors = {"alarm": "#ff5d73", "warning": "#ffd166", "normal": "#3ee09a",
               "offline": "#8fa8c9"}
     layers: list = []
