@@ -20,13 +20,13 @@ import math
 import random
 import threading
 import time
-import weakref
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
 from core.audit import record, signing
+from core.cache import cached as _cached
 from core.roles import Role
 from core.scope import Scope, scope_for
 from core.store import Store, write_conflict
@@ -454,33 +454,7 @@ def _visible(cur, scope: Scope, inc: Incident, path: str | None) -> tuple[bool |
     return False, in_scope
 
 
-# -- small caches of what hardly changes (per store, a few seconds) -------------------------
-# Reference rows read on the path of every transition: a user's scope (keyed by everything
-# of the user it depends on), a jurisdiction's path, a department's name.
-_CACHE_TTL_S = 30.0
-_CACHES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _cached(store: Store | None, key: tuple, compute):
-    if store is None:
-        return compute()
-    try:
-        per_store = _CACHES.get(store)
-        if per_store is None:
-            per_store = _CACHES.setdefault(store, {})
-    except TypeError:  # not weak-referenceable: no cache
-        return compute()
-    now = time.monotonic()
-    hit = per_store.get(key)
-    if hit is not None and hit[0] > now:
-        return hit[1]
-    value = compute()
-    if len(per_store) > 10_000:
-        per_store.clear()
-    per_store[key] = (now + _CACHE_TTL_S, value)
-    return value
-
-
+# -- small caches of what hardly changes (core.cache) ----------------------------------------
 def _scope_of(store: Store, actor: User | None) -> Scope | None:
     """``scope_for(store, actor)`` (None for a citizen), cached a few seconds."""
     if actor is None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from core.cache import cached
 from core.roles import Role
 from core.store import Store
 from core.users import USER_COLUMNS, User, row_to_user
@@ -156,16 +157,20 @@ def _scope(user: User, code: str, path: str, level: str) -> Scope:
 
 def session_scope(store: Store, username: str) -> tuple[User, int, Scope | None] | None:
     """The user, their session epoch and their scope (None when their binding names no
-    known jurisdiction; ``scope_for`` says why) in ONE read, or None for an unknown user.
-    Every web request needs all three, and in cluster mode each read is a round trip to
-    the catalog."""
+    known jurisdiction; ``scope_for`` says why), or None for an unknown user. Every web
+    request needs all three: the user's row is read each time (its epoch ends sessions),
+    where it sits in the tree comes from a cache (``core.cache``, 30 s)."""
     row = store.query_one(
         f"SELECT {', '.join('u.' + c for c in USER_COLUMNS.split(', '))},"
-        " coalesce(u.session_epoch, 0), j.code, j.path, j.level FROM users u"
-        " LEFT JOIN departments d ON u.jurisdiction_code IS NULL AND d.code = u.department_code"
-        " LEFT JOIN jurisdictions j ON j.code = coalesce(u.jurisdiction_code, d.jurisdiction_code)"
-        " WHERE u.username = ?", [username])
+        " coalesce(u.session_epoch, 0) FROM users u WHERE u.username = ?", [username])
     if row is None:
         return None
     user = row_to_user(row[:6])
-    return user, row[6], None if row[7] is None else _scope(user, row[7], row[8], row[9])
+    code = user.jurisdiction_code
+    if code is None and user.department_code is not None:
+        code = cached(store, ("department_jurisdiction", user.department_code), lambda: (
+            store.query_one("SELECT jurisdiction_code FROM departments WHERE code = ?",
+                            [user.department_code]) or (None,))[0])
+    place = None if code is None else cached(store, ("jurisdiction", code), lambda: (
+        store.query_one("SELECT path, level FROM jurisdictions WHERE code = ?", [code])))
+    return user, row[6], None if place is None else _scope(user, code, place[0], place[1])
