@@ -256,15 +256,15 @@ def authenticate(store: Store, username: str, password: str, *,
         return None
     if not user.active:
         return None
-    with store.transaction() as cur:
-        if reset_failures:
-            cur.execute("UPDATE users SET last_login_at = ?, failed_logins = 0,"
-                        " locked_until = NULL WHERE username = ?", [now, username])
-        if _hasher.check_needs_rehash(row[6]):
-            cur.execute(
-                "UPDATE users SET password_hash = ? WHERE username = ?",
-                [_hasher.hash(password), username],
-            )
+    rehash = _hasher.check_needs_rehash(row[6])
+    if reset_failures or rehash:  # nothing to write otherwise (no empty write transaction)
+        with store.transaction() as cur:
+            if reset_failures:
+                cur.execute("UPDATE users SET last_login_at = ?, failed_logins = 0,"
+                            " locked_until = NULL WHERE username = ?", [now, username])
+            if rehash:
+                cur.execute("UPDATE users SET password_hash = ? WHERE username = ?",
+                            [_hasher.hash(password), username])
     return user
 
 
@@ -286,14 +286,23 @@ def _login_write(work):
     raise AssertionError("unreachable")
 
 
-def clear_failures(store: Store, username: str, now: datetime | None = None) -> None:
-    """A login completed: forget failed attempts, remember when."""
+def clear_failures(store: Store, username: str, now: datetime | None = None, *,
+                   audit_detail: str | None = None) -> None:
+    """A login completed: forget failed attempts, remember when. With ``audit_detail`` the
+    audit entry ``login`` is appended in the same transaction (raises ``AuditError`` and
+    changes nothing when it cannot be): one write per login instead of two, each of which
+    holds the cluster-wide write lock in cluster mode."""
+    from core.audit import record, signing
+
     now = now or _now()
 
     def work() -> None:
-        with store.transaction() as cur:
+        with signing(store), store.transaction() as cur:
             cur.execute("UPDATE users SET last_login_at = ?, failed_logins = 0,"
                         " locked_until = NULL WHERE username = ?", [now, username])
+            if audit_detail is not None:
+                record(store, username, "login", target="session", detail=audit_detail,
+                       cursor=cur)
 
     _login_write(work)
 

@@ -196,7 +196,11 @@ def _client_ip() -> str:
 
 def _audit(actor: str, action: str, **detail: object) -> None:
     record(current_store(), actor[:_MAX_ACTOR] or "-", action, target="session",
-           detail=json.dumps({"ip": _client_ip(), **detail}, ensure_ascii=False))
+           detail=_audit_detail(**detail))
+
+
+def _audit_detail(**detail: object) -> str:
+    return json.dumps({"ip": _client_ip(), **detail}, ensure_ascii=False)
 
 
 def check_idle() -> None:
@@ -287,13 +291,12 @@ def _finish_login(pending: dict) -> flask.Response | str:
     if user is None or not user.active:
         flask.session.clear()
         return login_page("/", _("Wrong username or password."))
-    try:
-        _audit(user.username, "login")
+    try:  # the failures reset and the audit entry: one transaction
+        clear_failures(store, user.username, audit_detail=_audit_detail())
     except AuditError:
         flask.session.clear()
         return login_page("/", _("Login is unavailable: the audit log cannot be written. "
                                  "Contact the system administrator."))
-    clear_failures(store, user.username)
     flask.session.clear()
     flask_login.login_user(SessionUser(user, session_epoch(store, user.username) or 0))
     flask.session.permanent = True

@@ -146,3 +146,26 @@ def test_concurrent_logins_and_failures_of_one_account_all_count(tiny_city) -> N
     assert not any(locked)
     assert tiny_city.query_one("SELECT failed_logins FROM users WHERE username = 'cg_staff'"
                                ) == (40,)
+
+
+def test_a_login_resets_failures_and_is_audited_in_one_transaction(tiny_city) -> None:
+    """The web login's one write: the failures reset and the audit entry ``login`` commit
+    together; when the entry cannot be written the failures are kept."""
+    from core.audit import AuditError
+    from core.users import clear_failures, note_failure
+
+    def failures() -> int:
+        return tiny_city.query_one("SELECT failed_logins FROM users WHERE username = ?",
+                                   ["cg_staff"])[0]
+
+    note_failure(tiny_city, "cg_staff")
+    clear_failures(tiny_city, "cg_staff", audit_detail='{"ip": "127.0.0.1"}')
+    assert failures() == 0
+    assert tiny_city.query_one("SELECT actor, action, detail FROM audit_log ORDER BY seq DESC"
+                               " LIMIT 1") == ("cg_staff", "login", '{"ip": "127.0.0.1"}')
+    note_failure(tiny_city, "cg_staff")
+    with tiny_city.transaction() as cur:   # the audit log cannot be written
+        cur.execute("ALTER TABLE audit_log RENAME TO audit_log_away")
+    with pytest.raises(AuditError):
+        clear_failures(tiny_city, "cg_staff", audit_detail="{}")
+    assert failures() == 1
