@@ -447,6 +447,9 @@ def _rollback(cur: Any) -> None:
         cur.execute("ROLLBACK")
 
 
+PG_POOL_CONNECTIONS = 32   # per process: web threads + scheduler jobs + parallel scans
+
+
 class _ClusterParts:
     """The PostgreSQL side of a cluster store: write lock and sequences."""
 
@@ -467,6 +470,11 @@ class _ClusterParts:
         try:
             for name in ("spatial", "postgres_scanner", "ducklake"):
                 con.execute(f"LOAD '{extension_path(name)}'")
+            # Every table scan on the lake reads catalog rows over a pooled PostgreSQL
+            # connection. The default pool keeps 4: a web process's threads past the 4th
+            # each opened (and closed) a new connection per statement. Measured with 8
+            # threads: 14.7 → 25 inbox refreshes/s, 80 → 65 ms of CPU each.
+            con.execute(f"SET pg_pool_max_connections = {PG_POOL_CONNECTIONS}")
             con.create_function("yw_nextval", self.sequences.udf, [duckdb.sqltypes.VARCHAR],
                                 duckdb.sqltypes.BIGINT, type="arrow", side_effects=True)
             target = _quote("ducklake:postgres:" + self.dsn)

@@ -155,3 +155,37 @@ def test_a_standalone_audit_entry_waits_for_a_writer_without_blocking_it(
     last = [a for (a,) in lake_city.query("SELECT action FROM audit_log ORDER BY seq")][-2:]
     assert last == ["incident.report", "user.login"]
     assert audit.verify_chain(lake_city).ok
+
+
+def test_each_process_pools_enough_catalog_connections(lake: Store) -> None:  # noqa: F811
+    """Eight threads reading at once reuse pooled catalog connections instead of opening a
+    PostgreSQL connection per statement (the default pool of 4 opened hundreds here)."""
+    import threading
+    import time
+
+    import psycopg
+
+    from core.store import PG_POOL_CONNECTIONS
+
+    assert lake.query("SELECT current_setting('pg_pool_max_connections')") == [
+        (PG_POOL_CONNECTIONS,)]
+
+    def sessions() -> int:
+        time.sleep(1.5)            # statistics reach pg_stat_database within a second
+        with psycopg.connect(lake.dsn, autocommit=True) as pg:
+            return pg.execute("SELECT sessions FROM pg_stat_database"
+                              " WHERE datname = current_database()").fetchone()[0]
+
+    def reads() -> None:
+        for _ in range(20):
+            lake.query("SELECT count(*) FROM users")
+        lake.release_cursor()
+
+    before = sessions()
+    threads = [threading.Thread(target=reads) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    opened = sessions() - before - 1           # the second sessions() connects once
+    assert opened <= 12, f"{opened} PostgreSQL connections opened for 160 reads"

@@ -16,7 +16,7 @@ user got through its login and first page in the run time (requests still waitin
 Locust stops are not counted by it), 2 when the server or Locust could not run. A lost claim race (200 "Refused: already claimed …") is not an
 error: it is counted apart.
 
-    python tests/load/run.py                          # 2 minutes, 50 walls + 200 staff
+    python tests/load/run.py                          # 5 minutes, 50 walls + 200 staff
     python tests/load/run.py --minutes 5 --walls 50 --staff 200 --data-dir /tmp/city
     python tests/load/run.py --cluster 3              # the same against 3 web processes
 
@@ -318,7 +318,8 @@ def run(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--minutes", type=float, default=2.0, help="run time (default 2)")
+    parser.add_argument("--minutes", type=float, default=5.0,
+                        help="run time (default 5: the 250 logins take the first minute)")
     parser.add_argument("--walls", type=int, default=50, help="wall screens (default 50)")
     parser.add_argument("--staff", type=int, default=200,
                         help="department users (default 200)")
