@@ -276,14 +276,17 @@ class Store:
         DuckLake failed mid-way (an internal error that invalidated the instance, or the
         statement's transaction aborted under it, as during another process's maintenance)
         runs once more on a fresh cursor. Reads change nothing, so running again is safe."""
+        cur = self.cursor()
         try:
-            return run(self.cursor())
+            return run(cur)
         except duckdb.Error as exc:
             if (self._cluster is None or getattr(self._local, "in_transaction", False)
                     or getattr(self._local, "pinned", False) or not _lake_hiccup(exc)):
                 raise
             log.warning("cluster store: read failed (%s: %s); running it again",
                         type(exc).__name__, str(exc).splitlines()[0][:200])
+            if _invalidating(exc):  # also when raised while fetching, not by execute
+                self.reopen(cur._generation)
         self._local.cursor = None  # a new one (not closed: a caller may still hold it)
         return run(self.cursor())
 
@@ -431,13 +434,18 @@ def _quote(text: str) -> str:
 
 def _lake_hiccup(exc: BaseException) -> bool:
     """A DuckLake failure that a fresh cursor can get past: an internal or fatal error (the
-    instance was invalidated and reopened), or a statement whose transaction was aborted
-    under it."""
-    if isinstance(exc, (duckdb.FatalException, duckdb.InternalException)):
+    instance is reopened), a cursor of an instance replaced meanwhile ("connection already
+    closed"), or a statement whose transaction was aborted under it."""
+    if _invalidating(exc) or isinstance(exc, duckdb.ConnectionException):
         return True
     text = str(exc)
-    return ("transaction is aborted" in text or "unsuccessful query result" in text
-            or "has been invalidated" in text)
+    return "transaction is aborted" in text or "unsuccessful query result" in text
+
+
+def _invalidating(exc: BaseException) -> bool:
+    """An error after which DuckDB refuses every statement of the instance."""
+    return (isinstance(exc, (duckdb.FatalException, duckdb.InternalException))
+            or "has been invalidated" in str(exc))
 
 
 def _rollback(cur: Any) -> None:

@@ -65,6 +65,29 @@ def test_a_fatal_error_reopens_the_lake_for_every_thread(lake_city: Store) -> No
     assert not lake_city.reopen(0)                       # a stale generation reopens nothing
 
 
+class _InvalidatedAtFetch(_Invalidated):
+    """An instance invalidated under a statement: it runs, its result fails to fetch."""
+
+    description = [("n",)]
+
+    def execute(self, *_args):
+        return self
+
+    def fetchall(self):
+        super().execute()
+
+
+def test_an_instance_invalidated_while_fetching_is_reopened_too(lake_city: Store,  # noqa: F811
+                                                               ) -> None:
+    generation = lake_city._generation
+    lake_city.cursor()._cur = _InvalidatedAtFetch()
+    assert lake_city.query("SELECT count(*) FROM jurisdictions") == [(11,)]
+    assert lake_city._generation == generation + 1       # not a new cursor on the old one
+    lake_city.cursor()._cur = _InvalidatedAtFetch()
+    assert lake_city.query_dicts("SELECT count(*) AS n FROM jurisdictions") == [{"n": 11}]
+    assert lake_city._generation == generation + 2
+
+
 def test_single_row_reads_leave_no_catalog_transaction_open(lake_city: Store) -> None:  # noqa: F811
     """A half-read result kept its statement's transaction, and so a PostgreSQL transaction
     holding catalog locks, open on an idle cursor: maintenance's DROP of an inlined-data
