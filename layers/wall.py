@@ -15,14 +15,18 @@ Standard Time: one zone for every Chinese city).
 
 from __future__ import annotations
 
+import hashlib
+import json
+import pickle
 import threading
 import time
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, is_dataclass, replace
 from datetime import datetime
 from typing import Any
 
+from core import shared_cache
 from core.scope import Scope
 from core.store import Store
 from core.wall_queries import (
@@ -269,6 +273,20 @@ def _share_key(store: Store, scope: Scope, view_id: str, request: LayerRequest,
             request.at, hidden)
 
 
+def _shared_name(key: tuple) -> str:
+    """The key as the same text in every process (sets sorted: their order follows each
+    process's hash seed), hashed."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, (set, frozenset)):
+            return sorted(map(str, value))
+        if is_dataclass(value) and not isinstance(value, type):
+            return asdict(value)
+        return str(value)
+
+    text = json.dumps(key[1:], default=plain, sort_keys=True, ensure_ascii=False)
+    return "wall:" + hashlib.sha256(text.encode()).hexdigest()
+
+
 def shared_wall_snapshot(store: Store, scope: Scope, view_id: str, request: LayerRequest,
                          hidden: frozenset[str] = frozenset(), *,
                          seconds: float = SHARE_SECONDS) -> WallSnapshot:
@@ -284,9 +302,17 @@ def shared_wall_snapshot(store: Store, scope: Scope, view_id: str, request: Laye
             hit = _shared.get(key)
             if hit is not None and time.monotonic() - hit[0] < seconds:
                 return hit[1]
-        snap = wall_snapshot(store, scope, view_id, request, hidden)
+        # cluster mode: one computation per key across the web processes too
+        cache, name = shared_cache.for_store(store), _shared_name(key)
+        found = cache.get(name, seconds) if cache is not None else None
+        if found is not None:
+            snap, taken = pickle.loads(found[0]), time.monotonic() - found[1]
+        else:
+            snap, taken = wall_snapshot(store, scope, view_id, request, hidden), time.monotonic()
+            if cache is not None:
+                cache.put(name, pickle.dumps(snap, protocol=pickle.HIGHEST_PROTOCOL))
         with _shared_lock:
-            _shared[key] = (time.monotonic(), snap)
+            _shared[key] = (taken, snap)
             _shared.move_to_end(key)
             while len(_shared) > _SHARED_MAX:
                 _shared.popitem(last=False)

@@ -212,3 +212,45 @@ def test_each_process_pools_enough_catalog_connections(lake: Store) -> None:  # 
         thread.join()
     opened = sessions() - before - 1           # the second sessions() connects once
     assert opened <= 12, f"{opened} PostgreSQL connections opened for 160 reads"
+
+
+def test_web_processes_share_one_wall_snapshot(lake_city: Store, lake_url: str,  # noqa: F811
+                                               tmp_path, monkeypatch) -> None:
+    """Another store on the same lake (a second web process) takes the wall snapshot the
+    first computed, from PostgreSQL; a value whose signature does not match is computed
+    again, not unpickled."""
+    import psycopg
+
+    from core.scope import scope_for
+    from core.users import get_user
+    from layers import wall
+    from layers.registry import LayerRequest
+
+    other = Store.open_url(lake_url, migrate=False)
+    lake_city.audit_dir = other.audit_dir = tmp_path / "shared"
+    computed: list[Store] = []
+    real = wall.wall_snapshot
+
+    def counting(store, *args, **kwargs):
+        computed.append(store)
+        return real(store, *args, **kwargs)
+
+    monkeypatch.setattr(wall, "wall_snapshot", counting)
+    request = LayerRequest((0.0, 0.0, 2.0, 1.0), 9.0)
+
+    def snapshot(store: Store):
+        scope = scope_for(store, get_user(store, "commander"))
+        return wall.shared_wall_snapshot(store, scope, "city", request, seconds=60)
+
+    try:
+        one, two = snapshot(lake_city), snapshot(other)
+        assert computed == [lake_city]                  # the second process read it
+        assert (two.kpis, two.layers, two.values) == (one.kpis, one.layers, one.values)
+        with psycopg.connect(lake_city.dsn, autocommit=True) as pg:
+            pg.execute("UPDATE yiwang_shared.values SET mac = '\\x00'")
+        wall._shared.clear()
+        snapshot(other)
+        assert computed == [lake_city, other]           # a forged value is not used
+    finally:
+        wall._shared.clear()
+        other.close()
