@@ -396,9 +396,11 @@ class LeaderElection:
             self.handle = None
         self.lock.release()
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """Stop leading; ``stop`` may wait for running jobs (up to ``timeout`` seconds, within
+        gunicorn's 20-s graceful stop), so the store is not closed under them."""
         self._halt.set()
-        self._thread.join(timeout=max(5.0, 3 * self.poll_seconds))
+        self._thread.join(timeout=max(timeout, 3 * self.poll_seconds))
 
 
 # -- maintenance -------------------------------------------------------------------------

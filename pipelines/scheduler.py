@@ -152,7 +152,7 @@ def start_scheduler(store: Store, settings: Settings, jobs: Sequence[JobSpec] | 
         # another candidate takes over when the leader dies.
         return LeaderElection(store.dsn, "scheduler",
                               start=lambda: _start_scheduler(store, settings, jobs),
-                              stop=lambda s: s.shutdown(wait=False) if s else None).begin()
+                              stop=lambda s: s.shutdown(wait=True) if s else None).begin()
     return _start_scheduler(store, settings, jobs)
 
 

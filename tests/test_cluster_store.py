@@ -254,3 +254,28 @@ def test_web_processes_share_one_wall_snapshot(lake_city: Store, lake_url: str, 
     finally:
         wall._shared.clear()
         other.close()
+
+
+def test_a_leader_shutting_down_lets_its_running_job_finish(lake: Store,  # noqa: F811
+                                                            tmp_path) -> None:
+    """A web process that stops (gunicorn's graceful stop) waits for the job the scheduler
+    is running before its store is closed under it."""
+    import threading
+
+    from core.settings import load_settings
+    from pipelines.scheduler import JobSpec, start_scheduler
+
+    started, finished = threading.Event(), threading.Event()
+
+    def slow(store: Store, settings) -> None:
+        started.set()
+        threading.Event().wait(1.5)
+        store.query("SELECT count(*) FROM users")     # the store is still open
+        finished.set()
+
+    election = start_scheduler(lake, load_settings(data_dir=tmp_path),
+                               jobs=[JobSpec("slow", slow, 3600.0, "a slow job")])
+    assert started.wait(30)
+    election.shutdown()
+    assert finished.is_set()
+    assert lake.query("SELECT status FROM ingest_runs WHERE source = 'slow'") == [("success",)]
