@@ -26,8 +26,12 @@ from core.store import Store
 from core.users import User
 
 __all__ = ["IncidentDetail", "board", "co_tasks", "extensions", "get_incident", "inbox",
-           "inbox_counts", "inbox_page", "incident_detail", "list_incidents", "mark_read", "mask_contact",
-           "nearby_sensors", "notifications", "timeline", "unread_count", "visible_filter"]
+           "inbox_counts", "inbox_page", "incident_detail", "list_incidents", "mark_read",
+           "mask_contact", "nearby_sensors", "notifications", "timeline", "unread_count",
+           "visible_filter"]
+
+NEARBY_RADIUS_M = 1000.0   # the incident page's "nearby sensors"
+NEARBY_LIMIT = 30
 
 
 def visible_filter(scope: Scope, alias: str = "i") -> tuple[str, list]:
@@ -306,8 +310,9 @@ def extensions(store: Store, user: User, incident_id: int) -> list[dict[str, Any
                              [incident_id])
 
 
-def nearby_sensors(store: Store, user: User, incident_id: int, *, radius_m: float = 1000.0,
-                   limit: int = 30) -> list[dict[str, Any]]:
+def nearby_sensors(store: Store, user: User, incident_id: int, *,
+                   radius_m: float = NEARBY_RADIUS_M, limit: int = NEARBY_LIMIT
+                   ) -> list[dict[str, Any]]:
     """Sensors within ``radius_m`` of the incident that the user's scope covers."""
     inc = get_incident(store, user, incident_id)
     if inc is None:
@@ -333,7 +338,8 @@ def incident_detail(store: Store, user: User, incident_id: int) -> IncidentDetai
     if inc is None:
         return None
     return IncidentDetail(inc, _timeline(store, inc.id), _co_tasks(store, inc.id),
-                          _nearby(store, _scope_of(store, user), inc, 1000.0, 30))
+                          _nearby(store, _scope_of(store, user), inc, NEARBY_RADIUS_M,
+                                  NEARBY_LIMIT))
 
 
 # -- the reads behind them, for an incident the caller has checked the user may see ---------

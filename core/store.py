@@ -250,18 +250,18 @@ class Store:
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[tuple]:
         """Run a read and return all rows."""
-        return self._read(lambda cur: cur.execute(sql, params).fetchall())
+        return self._read(sql, lambda cur: cur.execute(sql, params).fetchall())
 
     def query_one(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> tuple | None:
         """The first row, or None. The result is read to its end: a result left half read
         keeps its transaction open (on a lake, an idle PostgreSQL transaction whose locks
         stop maintenance from dropping inlined-data tables)."""
-        rows = self._read(lambda cur: cur.execute(sql, params).fetchall())
+        rows = self._read(sql, lambda cur: cur.execute(sql, params).fetchall())
         return rows[0] if rows else None
 
     def query_df(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()):
         """Run a read and return a pandas DataFrame."""
-        return self._read(lambda cur: cur.execute(sql, params).df())
+        return self._read(sql, lambda cur: cur.execute(sql, params).df())
 
     def query_dicts(self, sql: str, params: Sequence[Any] | dict[str, Any] = ()) -> list[dict]:
         def run(cur) -> list[dict]:
@@ -269,19 +269,20 @@ class Store:
             cols = [d[0] for d in cur.description]
             return [dict(zip(cols, row, strict=True)) for row in cur.fetchall()]
 
-        return self._read(run)
+        return self._read(sql, run)
 
-    def _read(self, run):
-        """``run(cursor)``; in cluster mode a read outside a transaction or snapshot that
-        DuckLake failed mid-way (an internal error that invalidated the instance, or the
-        statement's transaction aborted under it, as during another process's maintenance)
-        runs once more on a fresh cursor. Reads change nothing, so running again is safe."""
+    def _read(self, sql: str, run):
+        """``run(cursor)``. In cluster mode a read DuckLake failed mid-way (an internal error
+        invalidated the instance, or its transaction aborted under it during another
+        process's maintenance) runs once more on a fresh cursor, outside a transaction or
+        snapshot: a read changes nothing, so running it again is safe (not a writing sql)."""
         cur = self.cursor()
         try:
             return run(cur)
         except duckdb.Error as exc:
             if (self._cluster is None or getattr(self._local, "in_transaction", False)
-                    or getattr(self._local, "pinned", False) or not _lake_hiccup(exc)):
+                    or getattr(self._local, "pinned", False) or not _lake_hiccup(exc)
+                    or _WRITE.match(sql)):
                 raise
             log.warning("cluster store: read failed (%s: %s); running it again",
                         type(exc).__name__, str(exc).splitlines()[0][:200])
