@@ -147,7 +147,8 @@ def ticker(store: Store, scope: Scope, now: datetime, limit: int = TICKER_LIMIT,
 
 def stale_sources(store: Store) -> list[dict[str, Any]]:
     """Pipeline sources that stopped delivering (``source_freshness``, contract A); platform
-    status, the same for every user of the wall."""
+    status, the same for every user of the wall. Lake maintenance delivers no data (and
+    first runs 5 minutes after the scheduler starts): the operations page shows its runs."""
     return store.query_dicts(
         "SELECT name, kind, last_success, last_status FROM source_freshness"
-        " WHERE stale ORDER BY name")
+        " WHERE stale AND kind <> 'maintenance' ORDER BY name")

@@ -185,6 +185,10 @@ def test_ticker_and_stale_sources(city: Store) -> None:
     assert events[0]["action"] == "alert_alarm"
     assert [e["ts"] for e in events] == sorted((e["ts"] for e in events), reverse=True)
     assert [s["name"] for s in stale_sources(city)] == ["hotline"]
+    with city.transaction() as cur:   # lake maintenance, not run yet: it delivers no data
+        cur.execute("INSERT INTO pipeline_sources VALUES ('lake_maintenance', 'maintenance',"
+                    " 900, 'DuckLake compaction'), ('feed', 'file', 60, 'a feed')")
+    assert [s["name"] for s in stale_sources(city)] == ["feed", "hotline"]
 
 
 def test_mbtiles_reader_flips_rows_and_refuses_bad_files(tmp_path: Path) -> None:
