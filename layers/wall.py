@@ -303,7 +303,8 @@ def shared_wall_snapshot(store: Store, scope: Scope, view_id: str, request: Laye
             if hit is not None and time.monotonic() - hit[0] < seconds:
                 return hit[1]
         # cluster mode: one computation per key across the web processes too
-        cache, name = shared_cache.for_store(store), _shared_name(key)
+        cache = shared_cache.for_store(store)
+        name = _shared_name(key) if cache is not None else ""
         found = cache.get(name, seconds) if cache is not None else None
         if found is not None:
             snap, taken = pickle.loads(found[0]), time.monotonic() - found[1]
